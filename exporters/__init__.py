@@ -1,0 +1,1 @@
+"""Writers and readers of the integer network's file formats (netx HDF5)."""

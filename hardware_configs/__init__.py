@@ -1,0 +1,1 @@
+"""Chip profiles (TOML data files, one per chip) read by ``slipsnn.toolchain.profiles``."""

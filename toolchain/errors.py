@@ -1,0 +1,32 @@
+"""Error types of slipsnn: every user-facing failure is a ``SlipsnnError``.
+
+The CLI turns these into one or two lines without a traceback (``--debug`` shows it).
+"""
+
+
+class SlipsnnError(ValueError):
+    """Base class of every error slipsnn raises for bad input or an unavailable resource."""
+
+
+class DataError(SlipsnnError):
+    """A data set is missing, malformed or unknown."""
+
+
+class ModelError(SlipsnnError):
+    """A model or checkpoint cannot be built, loaded or converted (names the module and what is allowed)."""
+
+
+class QuantizationError(SlipsnnError):
+    """An integer network cannot meet Loihi's formats (names the layer, the value and the limit)."""
+
+
+class FormatError(SlipsnnError):
+    """A netx/slipsnn HDF5 file is corrupt, truncated or out of range (names the file and the key)."""
+
+
+class BackendUnavailable(SlipsnnError):
+    """A run backend cannot be used on this machine (says what is missing)."""
+
+
+class ProfileError(SlipsnnError):
+    """A hardware profile file is invalid (names the file, the key and what is allowed)."""
