@@ -1,10 +1,8 @@
-"""Data sets for slipsnn: loaders for local files in their official layouts (``docs/datasets.md``).
+"""Data sets: loaders for local files in their official layouts (``docs/datasets.md``); nothing is downloaded.
 
-Every image a loader returns is float32 ``[C, H, W]`` in ``[0, 1]`` with ``x * 255`` an exact integer
-(8-bit pixels), with or without augmentation: the spiking network later feeds ``round(x * 255)`` as
-8-bit graded spikes. Augmentation (``slipsnn.toolchain.augment``) runs on uint8 tensors and the
-division by 255 comes last; normalisation (``DatasetInfo.mean``/``std``) lives in the model.
-slipsnn downloads nothing.
+Images are float32 ``[C, H, W]`` in ``[0, 1]`` with ``x * 255`` an exact integer, augmented or not (the
+spiking network feeds ``round(x * 255)`` as 8-bit graded spikes): they are held and augmented as uint8
+(``slipsnn.toolchain.augment``) and divided by 255 last. Normalisation (``DatasetInfo``) is in the model.
 """
 
 from __future__ import annotations
@@ -25,13 +23,10 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined]  # numpy < 2 (pinned by lava)
+from numpy.core.numeric import _frombuffer  # type: ignore[attr-defined]
 from slipsnn.toolchain.augment import Transform, train_transforms
 from slipsnn.toolchain.errors import DataError
-
-try:
-    from numpy._core.multiarray import _reconstruct  # numpy >= 1.26
-except ImportError:  # pragma: no cover - older numpy
-    from numpy.core.multiarray import _reconstruct
 
 SPLITS = ("train", "test")
 DATA_ENV = "SLIPSNN_DATA"  # environment variable with the default data root; else ./data
@@ -157,8 +152,7 @@ class ImageFileDataset(ImageDataset):
 def _find_files(root: Path, name: str, subdirs: tuple[str, ...], files: list[str], gz: bool = False) -> list[Path]:
     """Return ``files`` from the first folder ``root/<subdir>`` that holds all of them (or their .gz if ``gz``)."""
     for folder in (root / subdir for subdir in subdirs):
-        variants = [[folder / f] + ([folder / f"{f}.gz"] if gz else []) for f in files]
-        found = [next((p for p in paths if p.is_file()), None) for paths in variants]
+        found = [next((p for p in (folder / f, folder / f"{f}.gz")[: 1 + gz] if p.is_file()), None) for f in files]
         if all(p is not None for p in found):
             return found  # type: ignore[return-value]
     raise DataError(f"{name} not found under {root}: expected {_LAYOUTS[name].format(root=root)};"
@@ -186,9 +180,10 @@ def _checked(images: np.ndarray, labels: np.ndarray, info: DatasetInfo, source: 
     if images.dtype != np.uint8 or images.shape[1:] != info.input_shape:
         raise DataError(f"{source}: images {images.dtype} of shape {list(images.shape)},"
                         f" expected uint8 of shape [N, {', '.join(map(str, info.input_shape))}]")
-    if len(labels) != len(images) or (len(labels) and not 0 <= labels.min() <= labels.max() < info.num_classes):
-        raise DataError(f"{source}: {len(labels)} labels for {len(images)} images;"
-                        f" expected one label in 0..{info.num_classes - 1} per image")
+    if labels.dtype.kind not in "iu" or len(labels) != len(images) or (
+            len(labels) and not 0 <= labels.min() <= labels.max() < info.num_classes):
+        raise DataError(f"{source}: {len(labels)} labels ({labels.dtype}) for {len(images)} images;"
+                        f" expected one integer label in 0..{info.num_classes - 1} per image")
     return TensorImageDataset(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -196,16 +191,14 @@ def _digits(root: Path, split: str) -> ImageDataset:
     """scikit-learn digits as 8-bit pixels ``round(v * 255 / 16)``, fixed stratified 75/25 split."""
     digits = load_digits()
     pixels = np.rint(digits.images * (255 / 16)).astype(np.uint8)[:, None]
-    train_x, test_x, train_y, test_y = train_test_split(
-        pixels, digits.target, test_size=0.25, random_state=0, stratify=digits.target
-    )
+    train_x, test_x, train_y, test_y = train_test_split(pixels, digits.target, test_size=0.25, random_state=0,
+                                                        stratify=digits.target)
     images, labels = (train_x, train_y) if split == "train" else (test_x, test_y)
     return _checked(images, labels, DATASETS["digits"], "sklearn load_digits")
 
 
 def _mnist(root: Path, split: str) -> ImageDataset:
-    prefix = "train" if split == "train" else "t10k"
-    names = [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
+    names = [f"{'train' if split == 'train' else 't10k'}-{kind}" for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
     image_path, label_path = _find_files(root, "mnist", ("", "mnist", "MNIST/raw"), names, gz=True)
     images = _read_idx(image_path, 2051, 3)[:, None]
     return _checked(images, _read_idx(label_path, 2049, 1), DATASETS["mnist"], image_path)
@@ -217,6 +210,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # numpy 2's name of the same function
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,  # arrays pickled with protocol 5
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
     }
@@ -231,30 +226,27 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return self._ALLOWED[(module, name)]
 
 
-def _load_pickle(path: Path) -> dict:
-    """Unpickle a CIFAR batch with ``_NumpyOnlyUnpickler``; returns its dict (bytes keys)."""
+def _load_pickle(path: Path) -> object:
+    """Unpickle a CIFAR batch with ``_NumpyOnlyUnpickler`` (any parse failure becomes a ``DataError``)."""
     with open(path, "rb") as file:
         try:
-            batch = _NumpyOnlyUnpickler(file, path).load()
+            return _NumpyOnlyUnpickler(file, path).load()
         except DataError:
             raise
-        except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError) as err:
-            raise DataError(f"{path}: not a readable CIFAR pickle ({err})") from err
-    if not isinstance(batch, dict):
-        raise DataError(f"{path}: pickle holds a {type(batch).__name__}, expected a dict")
-    return batch
+        except Exception as err:  # a malformed pickle can fail in many ways; all mean "not a CIFAR batch"
+            raise DataError(f"{path}: not a readable CIFAR pickle ({type(err).__name__}: {err})") from err
 
 
 def _cifar(paths: list[Path], label_key: bytes, info: DatasetInfo) -> ImageDataset:
-    """Concatenate CIFAR batches: ``b'data'`` uint8 ``[N, 3072]`` (row-major C, H, W) and ``label_key`` ``[N]``."""
-    parts = []
+    """Concatenate CIFAR batches: dicts with ``b'data'`` uint8 ``[N, 3072]`` (row-major C, H, W) and ``label_key``."""
+    width, parts = int(np.prod(info.input_shape)), []
     for path in paths:
         batch = _load_pickle(path)
-        data = batch.get(b"data")
-        width = int(np.prod(info.input_shape))
+        data = batch.get(b"data") if isinstance(batch, dict) else None
         if not isinstance(data, np.ndarray) or data.shape[1:] != (width,) or label_key not in batch:
-            raise DataError(f"{path}: expected keys b'data' (numpy array [N, {width}]) and {label_key!r},"
-                            f" found {list(batch)}")
+            found = list(batch) if isinstance(batch, dict) else type(batch).__name__
+            raise DataError(f"{path}: expected a dict with b'data' (numpy [N, {width}]) and {label_key!r},"
+                            f" found {found}")
         parts.append(_checked(data.reshape(len(data), *info.input_shape), np.asarray(batch[label_key]), info, path))
     return TensorImageDataset(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
 
@@ -269,32 +261,38 @@ def _cifar100(root: Path, split: str) -> ImageDataset:
     return _cifar(paths, b"fine_labels", DATASETS["cifar100"])
 
 
-def _tiny_val_rows(annotations: Path, index: dict[str, int]) -> list[tuple[str, int]]:
-    """Parse ``val_annotations.txt`` (``file<TAB>wnid<TAB>x0<TAB>y0<TAB>x1<TAB>y1``) into (file, label)."""
+def _tiny_train(base: Path, wnids: list[str]) -> list[tuple[Path, int]]:
+    """List ``train/<wnid>/images/*.JPEG`` as (path, label = line of the wnid in wnids.txt)."""
+    per_class = [sorted((base / "train" / wnid / "images").glob("*.JPEG")) for wnid in wnids]
+    empty = [wnid for wnid, paths in zip(wnids, per_class) if not paths]
+    if empty:
+        raise DataError(f"tiny-imagenet: no images in {base}/train/<wnid>/images/*.JPEG for {len(empty)} wnids,"
+                        f" first {empty[:3]}")
+    return [(path, label) for label, paths in enumerate(per_class) for path in paths]
+
+
+def _tiny_val(base: Path, wnids: list[str]) -> list[tuple[Path, int]]:
+    """Parse ``val/val_annotations.txt`` (``file<TAB>wnid<TAB>x0<TAB>y0<TAB>x1<TAB>y1``) into (path, label)."""
+    annotations, index = base / "val" / "val_annotations.txt", {wnid: i for i, wnid in enumerate(wnids)}
     rows = [line.split("\t") for line in annotations.read_text().splitlines() if line.strip()]
     bad = [row for row in rows if len(row) < 2 or row[1] not in index]
-    if bad:
-        raise DataError(f"{annotations}: {len(bad)} rows without a wnid from wnids.txt, first {bad[0]}")
-    return [(row[0], index[row[1]]) for row in rows]
+    if not rows or bad:
+        raise DataError(f"{annotations}: {len(rows)} rows, {len(bad)} without a wnid from wnids.txt {bad[:1]}")
+    pairs = [(base / "val" / "images" / row[0], index[row[1]]) for row in rows]
+    missing = [str(path) for path, _ in pairs if not path.is_file()]
+    if missing:
+        raise DataError(f"{annotations} lists {len(missing)} missing images, first {missing[:3]}")
+    return pairs
 
 
 def _tiny_imagenet(root: Path, split: str) -> ImageDataset:
     """Index Tiny-ImageNet; split ``test`` is the official ``val`` folder (test labels are not public)."""
     names = ["wnids.txt"] + ([] if split == "train" else ["val/val_annotations.txt"])
-    found = _find_files(root, "tiny-imagenet", ("tiny-imagenet-200", ""), names)
-    wnids = [line.strip() for line in found[0].read_text().splitlines() if line.strip()]
-    index = {wnid: i for i, wnid in enumerate(wnids)}
-    base = found[0].parent
-    if split == "train":
-        pairs = [(p, index[w]) for w in wnids for p in sorted((base / "train" / w / "images").glob("*.JPEG"))]
-    else:
-        pairs = [(base / "val" / "images" / file, label) for file, label in _tiny_val_rows(found[1], index)]
-    missing = [str(p) for p, _ in pairs if not p.is_file()]
-    if not pairs or missing:
-        raise DataError(f"tiny-imagenet {split}: {len(pairs)} images listed under {base}, missing {missing[:3]};"
-                        f" expected {_LAYOUTS['tiny-imagenet'].format(root=root)}")
+    wnids_file = _find_files(root, "tiny-imagenet", ("tiny-imagenet-200", ""), names)[0]
+    wnids = [line.strip() for line in wnids_file.read_text().splitlines() if line.strip()]
+    pairs = (_tiny_train if split == "train" else _tiny_val)(wnids_file.parent, wnids)
     labels = torch.tensor([label for _, label in pairs], dtype=torch.int64)
-    return ImageFileDataset([p for p, _ in pairs], labels, DATASETS["tiny-imagenet"].input_shape)
+    return ImageFileDataset([path for path, _ in pairs], labels, DATASETS["tiny-imagenet"].input_shape)
 
 
 _LOADERS: dict[str, Callable[[Path, str], ImageDataset]] = {
@@ -322,17 +320,16 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, augment:
             digits has none, so it is a no-op there).
 
     Returns:
-        A data set whose items are ``(image float32 [C, H, W] in [0, 1], label int)``, ``image * 255``
-        integral; all images in memory except Tiny-ImageNet, which decodes JPEGs on access.
+        Items ``(image float32 [C, H, W] in [0, 1] with image * 255 integral, label int)``; images are held
+        in memory as uint8, except Tiny-ImageNet's, which are decoded on access.
 
     Raises:
         DataError: Unknown name or split, ``augment`` on the test split, files missing or malformed.
 
     Example:
-        >>> train = load_dataset("digits", "train", augment=True)
-        >>> image, label = train[0]
-        >>> image.shape, image.dtype, bool((image * 255 == (image * 255).round()).all())
-        (torch.Size([1, 8, 8]), torch.float32, True)
+        >>> image, label = load_dataset("digits", "train", augment=True)[0]
+        >>> image.shape, image.dtype, label
+        (torch.Size([1, 8, 8]), torch.float32, 7)
     """
     if augment and split != "train":
         raise DataError(f"augmentation applies to the train split only, got split {split!r}")
