@@ -114,10 +114,10 @@ def activation_thetas(model: nn.Module, relu_thetas: dict[str, float] | None = N
 
 def _plain(obj: Any, where: str) -> Any:
     """``obj`` with numpy scalars/arrays, tuples and paths turned into plain types (what weights_only loads)."""
+    if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass that pickles as numpy
+        return obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
         return obj
-    if isinstance(obj, np.generic):
-        return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, os.PathLike):

@@ -13,18 +13,18 @@ import pickle
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 
 import numpy as np
 import torch
+from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined]  # numpy < 2 (pinned by lava)
+from numpy.core.numeric import _frombuffer  # type: ignore[attr-defined]
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined]  # numpy < 2 (pinned by lava)
-from numpy.core.numeric import _frombuffer  # type: ignore[attr-defined]
 from slipsnn.toolchain.augment import Transform, train_transforms
 from slipsnn.toolchain.errors import DataError
 
@@ -115,8 +115,8 @@ class ImageDataset(Dataset, ABC):
     def raw(self, limit: int | None = None) -> tuple[Tensor, Tensor]:
         """Return the first ``limit`` (all if None) images, uint8 ``[n, C, H, W]``, and labels int64 ``[n]``."""
         images = [self.image(i) for i in range(len(self))[:limit]]
-        stacked = torch.stack(images) if images else torch.empty((0, *self.shape), dtype=torch.uint8)
-        return stacked, self.labels[: len(images)]
+        empty = torch.empty((0, *self.shape), dtype=torch.uint8)
+        return (torch.stack(images) if images else empty), self.labels[: len(images)]
 
 
 class TensorImageDataset(ImageDataset):
@@ -216,25 +216,20 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy", "dtype"): np.dtype,
     }
 
-    def __init__(self, file: BinaryIO, path: Path) -> None:
-        super().__init__(file, encoding="bytes")
-        self.path = path
-
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in self._ALLOWED:
-            raise DataError(f"{self.path}: pickle asks for {module}.{name}; refused, only numpy arrays are allowed")
+            raise DataError(f"pickle asks for {module}.{name}; refused, only numpy arrays are allowed")
         return self._ALLOWED[(module, name)]
 
 
 def _load_pickle(path: Path) -> object:
-    """Unpickle a CIFAR batch with ``_NumpyOnlyUnpickler`` (any parse failure becomes a ``DataError``)."""
+    """Unpickle a CIFAR batch with ``_NumpyOnlyUnpickler``; any failure becomes a ``DataError`` naming ``path``."""
     with open(path, "rb") as file:
         try:
-            return _NumpyOnlyUnpickler(file, path).load()
-        except DataError:
-            raise
+            return _NumpyOnlyUnpickler(file, encoding="bytes").load()
         except Exception as err:  # a malformed pickle can fail in many ways; all mean "not a CIFAR batch"
-            raise DataError(f"{path}: not a readable CIFAR pickle ({type(err).__name__}: {err})") from err
+            reason = err if isinstance(err, DataError) else f"not a readable CIFAR pickle ({type(err).__name__}: {err})"
+            raise DataError(f"{path}: {reason}") from err
 
 
 def _cifar(paths: list[Path], label_key: bytes, info: DatasetInfo) -> ImageDataset:

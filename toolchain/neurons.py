@@ -29,7 +29,7 @@ class IntIFParams(NamedTuple):
     """Integer IF in 24-bit state units (see ``ir`` for the equations).
 
     Attributes:
-        bias_state: ``bias << bias_exp`` (int64), broadcastable to the membrane.
+        bias_state: ``bias << bias_exp`` (integer-valued), broadcastable to the membrane.
         threshold_state: ``threshold << 6``.
         spiking: False for the accumulating output layer.
     """
@@ -60,16 +60,19 @@ def float_if_step(v: torch.Tensor, z: torch.Tensor, p: FloatIFParams) -> tuple[t
 def int_if_step(v: torch.Tensor, a: torch.Tensor, p: IntIFParams) -> tuple[torch.Tensor, torch.Tensor]:
     """``v ← clip(v + (a << 6) + bias_state, ±(2²³−1))``; fire at ``v ≥ threshold_state``; subtract it.
 
+    Works on int64 tensors and on float64 tensors holding integers (exact below 2⁵³; the simulator
+    uses float64 so that convolutions need no conversions).
+
     Args:
-        v: membrane (N, *shape), int64 state units.
-        a: synaptic input of this step in weight units, int64, same shape.
+        v: membrane (N, *shape), state units.
+        a: synaptic input of this step in weight units, same shape and dtype.
         p: parameters.
 
     Returns:
-        (spikes as int64 0/1, next membrane).
+        (spikes 0/1 in v's dtype, next membrane).
     """
-    v = torch.clamp(v + (a << STATE_SHIFT) + p.bias_state, -STATE_MAX, STATE_MAX)
+    v = torch.clamp(v + a * (1 << STATE_SHIFT) + p.bias_state, -STATE_MAX, STATE_MAX)
     if not p.spiking:
         return torch.zeros_like(v), v
-    s = (v >= p.threshold_state).to(torch.int64)
+    s = (v >= p.threshold_state).to(v.dtype)
     return s, v - s * p.threshold_state

@@ -36,16 +36,19 @@ class QuantConfig:
 
     Args:
         timesteps: the default T recorded in the network (what ``slipsnn-run`` uses when not told).
-        max_timesteps: horizon for which 24-bit overflow is proven impossible.
+        max_timesteps: horizon for which 24-bit overflow is proven impossible (default: ``timesteps``).
+            A longer horizon costs precision: the worst-case membrane grows with T, so the scale shrinks.
         dense_weight_exp: let dense synapses use a negative weight exponent for extra precision.
     """
 
     timesteps: int = 4
-    max_timesteps: int = 8
+    max_timesteps: int | None = None
     dense_weight_exp: bool = True
 
     def __post_init__(self) -> None:
-        if not 1 <= self.timesteps <= self.max_timesteps:
+        if self.max_timesteps is None:
+            object.__setattr__(self, "max_timesteps", self.timesteps)
+        if not 1 <= self.timesteps <= self.max_timesteps:  # type: ignore[operator]
             raise QuantizationError(f"timesteps={self.timesteps} must be in [1, max_timesteps={self.max_timesteps}]")
 
 

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import SlipsnnError
+from .errors import QuantizationError, SlipsnnError
 from .ir import INPUT_SOURCE, STATE_SHIFT, IntNetwork, IntSynapse, SynapseKind
+from .overflow import prove_no_overflow
 from .neurons import FloatIFParams, IntIFParams, float_if_step, int_if_step
 from .spiking import FloatSynapse, SpikingNetwork, apply_synapse, bias_tensor
 
 CONV_ACC_BITS = 24          # Lava's Conv wraps its accumulator to 24 signed bits (signed_clamp)
-FLOAT32_EXACT = 2 ** 24     # float32 sums of integers are exact below this magnitude
 
 
 @dataclass
@@ -105,18 +105,17 @@ def _compile_float(net: SpikingNetwork) -> list[_Layer]:
     return layers
 
 
-def _int_synapse(syn: IntSynapse, x_max: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    bound = int(np.abs(syn.weight.astype(np.int64)).reshape(syn.weight.shape[0], -1).sum(1).max()) * x_max
-    dtype = torch.float32 if bound < FLOAT32_EXACT else torch.float64   # exact either way
-    w = torch.as_tensor(syn.weight, dtype=dtype)
-    geo, kind, exp = _geometry(syn), syn.kind, syn.weight_exp
-    half = 1 << (CONV_ACC_BITS - 1)
+def _int_synapse(syn: IntSynapse) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Integer synapse on float64 tensors holding integers: exact, and no dtype conversions per step."""
+    w = torch.as_tensor(syn.weight, dtype=torch.float64)
+    geo, kind, scale = _geometry(syn), syn.kind, 2.0 ** syn.weight_exp
+    half = float(1 << (CONV_ACC_BITS - 1))
 
     def apply(x: torch.Tensor) -> torch.Tensor:
-        a = torch.round(apply_synapse(x.to(dtype), kind, w, **geo)).to(torch.int64)
+        a = apply_synapse(x, kind, w, **geo)
         if kind is SynapseKind.CONV:
             return torch.remainder(a + half, 2 * half) - half
-        return a << exp if exp >= 0 else a >> -exp
+        return a * scale if scale >= 1 else torch.floor(a * scale)   # Lava's Dense: << e, or >> −e (floors)
     return apply
 
 
@@ -125,9 +124,8 @@ def _compile_int(net: IntNetwork) -> list[_Layer]:
     for layer in net.layers:
         syns = []
         for syn in layer.synapses:
-            x_max = 255 if syn.source == INPUT_SOURCE else 1
-            syns.append((syn.source, _int_synapse(syn, x_max), _fanout_tensor(syn, net.source_shape(syn.source))))
-        bias = torch.as_tensor(layer.bias_full() << layer.bias_exp, dtype=torch.int64)
+            syns.append((syn.source, _int_synapse(syn), _fanout_tensor(syn, net.source_shape(syn.source))))
+        bias = torch.as_tensor(layer.bias_full() << layer.bias_exp, dtype=torch.float64)
         p = IntIFParams(bias, int(layer.threshold) << STATE_SHIFT, layer.spiking)
         layers.append(_Layer(syns, lambda v, a, p=p: int_if_step(v, a, p), int(layer.v_init), layer.shape))
     return layers
@@ -154,8 +152,8 @@ def _run(layers: list[_Layer], x: torch.Tensor, timesteps: int, out_scale: float
             for source, apply, fanout in L.synapses:
                 src = x if source == INPUT_SOURCE else out[source]
                 a = apply(src) if a is None else a + apply(src)
-                events = x_events if source == INPUT_SOURCE else src.reshape(n, -1).to(torch.float64)
-                synops[:, i, t] += (events @ fanout).round().to(torch.int64).numpy()
+                events = x_events if source == INPUT_SOURCE else src.reshape(n, -1)
+                synops[:, i, t] += (events.to(fanout.dtype) @ fanout).round().to(torch.int64).numpy()
             s, v[i] = L.step(v[i], a)
             out.append(s)
             spikes[:, i, t] = s.reshape(n, -1).sum(1).to(torch.int64).numpy()
@@ -184,6 +182,20 @@ def _check_pixels(pixels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 def _check_timesteps(timesteps: int) -> None:
     if int(timesteps) < 1:
         raise SlipsnnError(f"timesteps={timesteps}: must be ≥ 1")
+
+
+def check_horizon(net: IntNetwork, timesteps: int) -> None:
+    """Refuse a run longer than the file's proven horizon unless the overflow proof holds for it too.
+
+    Raises:
+        QuantizationError: a layer can overflow within ``timesteps`` steps (re-export with a longer horizon).
+    """
+    if timesteps > net.max_timesteps:
+        try:
+            prove_no_overflow(net, timesteps)
+        except QuantizationError as err:
+            raise QuantizationError(f"{err}; the file is proven for T ≤ {net.max_timesteps}: re-export with "
+                                    f"--max-timesteps {timesteps}") from None
 
 
 def simulate_float(net: SpikingNetwork, pixels: torch.Tensor, timesteps: int, batch_size: int = 256,
@@ -223,11 +235,9 @@ def simulate_int(net: IntNetwork, pixels: torch.Tensor, timesteps: int, batch_si
         ``SimResult``; logits are the output membrane divided by 64·scale (normalized units).
     """
     _check_timesteps(timesteps)
-    if timesteps > net.max_timesteps:
-        raise SlipsnnError(f"timesteps={timesteps} exceeds the network's proven horizon max_timesteps="
-                           f"{net.max_timesteps}; re-export with a larger --max-timesteps")
-    pixels = _check_pixels(pixels, net.input_shape).to(torch.int64)
+    check_horizon(net, timesteps)
+    pixels = _check_pixels(pixels, net.input_shape).to(torch.float64)
     layers, names = _compile_int(net), [L.name for L in net.layers]
     out_scale = float(net.layers[-1].scale) * (1 << STATE_SHIFT)
-    return _batched(lambda x: _run(layers, x, timesteps, out_scale, torch.int64, names, record_counts),
+    return _batched(lambda x: _run(layers, x, timesteps, out_scale, torch.float64, names, record_counts),
                     pixels, batch_size, progress, "integer SNN")

@@ -35,7 +35,7 @@ from .simulate import simulate_float
 DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_NAME = "model.pt"
 
-# Per-data-set defaults of ``TrainConfig.for_dataset``.
+# Per-data-set defaults of ``TrainConfig`` (fields left at None).
 #
 # digits (sklearn, 1347 train / 450 test images, 8×8): measured on 2 CPU cores, torch 2.3.1, seed 0,
 # width 1, 30 epochs, batch 64, lr 0.1, θ₀ = 2:
@@ -47,7 +47,7 @@ CHECKPOINT_NAME = "model.pt"
 # CIFAR-10/100 follow the paper (SGD lr 0.1, cosine, batch 128, 300 epochs, θ₀ = 8, L = 16);
 # Tiny-ImageNet uses the same recipe on ResNet-18; MNIST reuses the digits CNN (two 2×2 pools: 28→7)
 # with a short schedule that was not measured here (no MNIST files on the build machine).
-_DATASET_DEFAULTS: dict[str, dict] = {
+DATASET_DEFAULTS: dict[str, dict] = {
     "digits": dict(arch="digits_cnn", epochs=30, lr=0.1, batch_size=64, L=8, theta_init=2.0, augment=False),
     "mnist": dict(arch="digits_cnn", epochs=20, lr=0.05, batch_size=128, L=8, theta_init=2.0, augment=False),
     "cifar10": dict(arch="resnet20", epochs=300, lr=0.1, batch_size=128, theta_init=8.0, augment=True),
@@ -60,26 +60,28 @@ _DATASET_DEFAULTS: dict[str, dict] = {
 class TrainConfig:
     """Everything a training run depends on (stored in the checkpoint as ``train_config``).
 
-    Use ``TrainConfig.for_dataset(name, **overrides)`` to get the per-data-set defaults; the field
-    defaults below are the digits ones.
+    Fields left at None take the data set's default from ``DATASET_DEFAULTS`` when the config is
+    built, so ``TrainConfig(dataset="cifar10")`` is the paper's CIFAR recipe and the stored config
+    holds the values actually used.
 
     Args:
         dataset: a key of ``data.DATASETS``.
-        arch: a key of ``models.ARCHS``; None picks the data set's default.
+        arch: a key of ``models.ARCHS``.
         activation: preset name (``slip``, ``qcfs``, ``clipfloor``, ``clip``, ``relu``).
-        a, L, delta1, delta2, a_learnable: override the preset's SlipReLU parameters (None keeps them).
+        a, L, delta1, delta2, a_learnable: override the preset's SlipReLU parameters (None keeps the
+            preset's; ``L`` defaults per data set, not for ``relu``).
         epochs: training epochs (the cosine schedule spans all of them).
         lr: initial SGD learning rate.
         batch_size: training batch size.
         momentum: SGD momentum.
-        weight_decay: L2 weight decay on every parameter, θ included.
+        weight_decay: L2 weight decay on every parameter, θ included (as in the paper).
         seed: seeds the weights, the shuffling and the augmentation.
         data_root: folder of the data set files (see ``data.load_dataset``).
         width: channel multiplier of the architecture.
         device: ``cpu``, ``cuda`` (or ``cuda:N``) or ``auto`` (CUDA when available).
         num_workers: DataLoader workers; None = 0 on the CPU, up to 8 on CUDA with augmentation.
         theta_init: initial θ of every SlipReLU (the paper uses 8.0).
-        augment: apply the data set's training augmentation (no-op for digits).
+        augment: apply the data set's training augmentation (digits has none).
         out_dir: where ``model.pt`` is written (whenever the test accuracy improves); None = nowhere.
     """
 
@@ -91,9 +93,9 @@ class TrainConfig:
     delta1: float | None = None
     delta2: float | None = None
     a_learnable: bool | None = None
-    epochs: int = 30
-    lr: float = 0.1
-    batch_size: int = 64
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
@@ -101,14 +103,17 @@ class TrainConfig:
     width: float = 1.0
     device: str = "auto"
     num_workers: int | None = None
-    theta_init: float = 2.0
-    augment: bool = False
+    theta_init: float | None = None
+    augment: bool | None = None
     out_dir: str | None = None
 
     def __post_init__(self) -> None:
-        info = dataset_info(self.dataset)
-        if self.arch is None:
-            object.__setattr__(self, "arch", _DATASET_DEFAULTS[info.name]["arch"])
+        defaults = dict(DATASET_DEFAULTS[dataset_info(self.dataset).name])
+        if self.activation == "relu":
+            defaults.pop("L", None)  # a plain ReLU has no quantization steps
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         if self.arch not in ARCHS:
             raise ModelError(f"unknown architecture {self.arch!r}; allowed: {', '.join(ARCHS)}")
         if self.activation not in PRESETS:
@@ -129,20 +134,19 @@ class TrainConfig:
 
     @classmethod
     def for_dataset(cls, name: str, **overrides: object) -> "TrainConfig":
-        """The defaults for data set ``name`` (see ``_DATASET_DEFAULTS``) with ``overrides`` applied.
+        """The defaults for data set ``name`` with ``overrides`` applied (None values are ignored).
+
+        Unknown option names raise ``SlipsnnError`` listing the allowed ones.
 
         Example:
             >>> TrainConfig.for_dataset("cifar10", activation="qcfs", L=4).epochs
             300
         """
-        allowed = {f.name for f in fields(cls)}
+        allowed = {f.name for f in fields(cls)} - {"dataset"}
         unknown = sorted(set(overrides) - allowed)
         if unknown:
             raise SlipsnnError(f"unknown training options {unknown}; allowed: {', '.join(sorted(allowed))}")
-        defaults = dict(_DATASET_DEFAULTS[dataset_info(name).name])
-        if overrides.get("activation", cls.activation) == "relu":
-            defaults.pop("L", None)  # a plain ReLU has no quantization steps
-        return cls(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}, "dataset": name})
+        return cls(dataset=name, **{k: v for k, v in overrides.items() if v is not None})
 
     def act_params(self) -> SlipParams | None:
         """The activation's parameters: the preset with this config's overrides (None for ``relu``)."""
@@ -221,7 +225,7 @@ def evaluate_ann(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, b
     model.eval()
     correct = 0
     for i in range(0, len(images), batch_size):
-        x = _as_unit_float(images[i:i + batch_size]).to(device, non_blocking=True)
+        x = _as_unit_float(images[i:i + batch_size].to(device, non_blocking=True))
         y = labels[i:i + batch_size].to(device, non_blocking=True)
         correct += int((model(x).argmax(1) == y).sum())
     model.train(was_training)
@@ -301,7 +305,7 @@ def calibrate_thresholds(model: nn.Module, images: torch.Tensor, percentile: flo
     model.eval()
     try:
         for i in range(0, n_total, batch_size):
-            model(_as_unit_float(images[i:i + batch_size]).to(device))
+            model(_as_unit_float(images[i:i + batch_size].to(device)))
     finally:
         for h in handles:
             h.remove()
@@ -406,7 +410,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         bar = tqdm(range(cfg.epochs), desc=f"train {cfg.arch}/{cfg.activation}", disable=not progress, unit="epoch")
         for epoch in bar:
             lr = optimizer.param_groups[0]["lr"]
-            loss_sum, correct, seen = 0.0, 0, 0
+            loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
             model.train()
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -416,12 +420,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                 loss.backward()
                 optimizer.step()
                 clamp_activations_(model)
-                loss_sum += float(loss.detach()) * len(y)
-                correct += int((out.detach().argmax(1) == y).sum())
+                loss_sum += loss.detach() * len(y)   # summed on the device: no sync per step
+                correct += (out.detach().argmax(1) == y).sum()
                 seen += len(y)
             scheduler.step()
             test_acc = evaluate_ann(model, test_x, test_y)
-            history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
+            history.append({"epoch": epoch + 1, "loss": float(loss_sum) / seen, "train_accuracy": int(correct) / seen,
                             "test_accuracy": test_acc, "lr": lr})
             if test_acc > best_acc:
                 best_acc, best_epoch = test_acc, epoch + 1
@@ -429,12 +433,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                 if act is None and ckpt_path is not None:
                     thetas = calibrate_thresholds(model, calib_x)
                 save()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", test=f"{test_acc:.3f}",
-                            best=f"{best_acc:.3f}")
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['train_accuracy']:.3f}",
+                            test=f"{test_acc:.3f}", best=f"{best_acc:.3f}")
         model.load_state_dict(best_state)
-        model = model.cpu().eval()
         if act is None:
             thetas = calibrate_thresholds(model, calib_x)
+        model = model.cpu().eval()
         final = metrics(True)
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, model, model_cfg, act, dataset=cfg.dataset, metrics=final, thetas=thetas,

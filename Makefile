@@ -1,0 +1,35 @@
+# slipsnn: `make demo` and `make test` each work on a fresh clone (both depend on `setup`).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+RUN ?= runs/digits
+PYTHON310 := $(shell command -v python3.10 2>/dev/null || ( command -v pyenv >/dev/null 2>&1 && ls -d "$$(pyenv root)"/versions/3.10*/bin/python 2>/dev/null | sort -V | tail -n 1 ))
+
+.PHONY: setup demo test test-fast clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON310)" ]; then echo "slipsnn needs Python 3.10 (lava-nc 0.10.0 does not import on 3.11): install it or put python3.10 on PATH"; exit 1; fi
+	@echo "using $(PYTHON310)"
+	test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/slipsnn-train --dataset digits --activation slip --out $(RUN)
+	$(BIN)/slipsnn-export $(RUN)/model.pt -o $(RUN)/model.net --timesteps 4
+	$(BIN)/slipsnn-run $(RUN)/model.net --backend loihi_sim --timesteps 4 --limit 100 --verify --json $(RUN)/run.json
+	$(BIN)/slipsnn chain $(RUN)/model.pt $(RUN)/model.net --timesteps 1 --timesteps 2 --timesteps 4 --backend loihi_sim
+	$(BIN)/slipsnn-report $(RUN)/model.net --dataset digits --timesteps 1 --timesteps 2 --timesteps 4 --profile loihi2 --profile loihi --json $(RUN)/report.json --plots $(RUN)/plots
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not lava and not slow"
+
+clean:
+	rm -rf $(RUN) .pytest_cache

@@ -1,0 +1,404 @@
+"""The integer network as a lava-dl netx HDF5 file: ``write_netx`` and ``read_netx`` (docs/format.md).
+
+``layer/<g>`` holds the pipeline as ``lava.lib.dl.netx.hdf5.Network`` reads it: ``layer/0`` is the
+8-bit input, then one group per ``IntLayer``, preceded by a ``flatten`` group when a dense synapse reads
+a (C, H, W) source — so file group numbers are not IR layer numbers. Residual synapses live in
+``layer/<g>/residual/<k>`` (k = index in ``IntLayer.synapses``; ``source`` = IR layer index, −1 = input),
+which netx never reads; the top-level ``slipsnn`` group holds the metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import numpy as np
+
+from slipsnn.toolchain import __version__
+from slipsnn.toolchain.errors import FormatError
+from slipsnn.toolchain.ir import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT, THRESHOLD_MAX,
+                                  IntLayer, IntNetwork, IntSynapse, NeuronKind, SynapseKind)
+
+MAX_DIM = 65536          # largest size of one dimension read from a file
+MAX_NEURONS = 2 ** 26    # all neurons of a network together
+MAX_WEIGHTS = 2 ** 28    # all weight elements of a network together
+MAX_GROUPS = 4096        # layer groups; residual groups of one layer
+CUBA_SILENT_VTH = THRESHOLD_MAX   # the ACCUMULATE output as a CUBA layer that does not spike
+
+Neuron = tuple[np.ndarray, dict[str, Any]]   # (bias to store, neuron/* keys)
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+def _put_str(g: h5py.Group, key: str, text: str) -> None:
+    """A (1,) fixed-length byte string, as slayer writes ``type`` (netx reads ``[0].decode('ascii')``)."""
+    data = text.encode("utf-8")
+    g.create_dataset(key, (1,), f"S{max(len(data), 1)}", [data])
+
+
+def _write_conv(g: h5py.Group, syn: IntSynapse) -> None:
+    w = syn.weight
+    g["weight"], g["groups"] = w, syn.groups
+    g["stride"], g["padding"], g["dilation"] = np.array(syn.stride), np.array(syn.padding), np.array(syn.dilation)
+    g["inChannels"], g["outChannels"], g["kernelSize"] = w.shape[1] * syn.groups, w.shape[0], np.array(w.shape[2:])
+
+
+def _write_dense(g: h5py.Group, syn: IntSynapse) -> None:
+    g["weight"], g["wgtExp"] = syn.weight, syn.weight_exp
+    g["inFeatures"], g["outFeatures"] = syn.weight.shape[1], syn.weight.shape[0]
+
+
+_SYN_WRITERS: dict[SynapseKind, Callable[[h5py.Group, IntSynapse], None]] = {
+    SynapseKind.CONV: _write_conv, SynapseKind.DENSE: _write_dense}
+
+
+def _write_synapse(g: h5py.Group, syn: IntSynapse) -> None:
+    _put_str(g, "type", syn.kind.value)
+    _SYN_WRITERS[syn.kind](g, syn)
+
+
+def _if_soft_neuron(layer: IntLayer) -> Neuron:
+    """slipsnn's neuron: the IR's bias ((C,) or (C, H, W)), threshold, v_init and bias_exp verbatim."""
+    return layer.bias, dict(type=layer.neuron.value, vThMant=layer.threshold, vInit=layer.v_init,
+                            biasExp=layer.bias_exp)
+
+
+def _cuba_vth(layer: IntLayer) -> int:
+    """v_init folded into vThMant: ``v_init + 64·x ≥ 64·θ ⟺ x > ⌈θ − v_init/64⌉ − 1`` (x = a + b)."""
+    return -((layer.v_init - (layer.threshold << STATE_SHIFT)) // 64) - 1 if layer.spiking else CUBA_SILENT_VTH
+
+
+def _cuba_neuron(layer: IntLayer) -> Neuron:
+    """Stock CUBA, iDecay 4096, vDecay 0: ``v ← v + 64·(a + b)``, spike at ``v > 64·vThMant``, then v ← 0.
+
+    Exact for the first step after a reset: bias ``(bias << bias_exp) / 64`` (netx fixes bias_exp 6),
+    v_init folded into the threshold; a per-neuron bias is stored in netx's (W, H, C) order.
+    """
+    bias = (layer.bias.astype(np.int64) << layer.bias_exp) >> STATE_SHIFT
+    bias = bias.transpose(2, 1, 0) if bias.ndim == 3 else bias
+    return bias.astype(np.int32), dict(type="CUBA", iDecay=4096, vDecay=0, vThMant=_cuba_vth(layer),
+                                       refDelay=1, gradedSpike=False)
+
+
+def _cuba_problems(layer: IntLayer) -> list[str]:
+    """What in ``layer`` stock netx cannot represent exactly (empty: it can be a CUBA layer)."""
+    syn, found = layer.synapses[0], []
+    if len(layer.synapses) > 1:
+        found.append(f"{len(layer.synapses) - 1} residual synapse(s)")
+    if syn.weight_exp != 0:
+        found.append(f"dense weight_exp {syn.weight_exp} (stock netx: 0)")
+    if syn.kind is SynapseKind.DENSE and not syn.weight.any():
+        found.append("an all-zero dense matrix (stock netx raises OverflowError)")
+    if syn.kind is SynapseKind.DENSE and syn.weight.max() < 0 and syn.weight.min() == -256:
+        found.append("an all-negative dense matrix reaching −256 (stock netx clips it to −255)")
+    b = layer.bias.astype(np.int64) << layer.bias_exp
+    if (b % 64).any() or not BIAS_MIN <= (b >> STATE_SHIFT).min() <= (b >> STATE_SHIFT).max() <= BIAS_MAX:
+        found.append(f"bias << bias_exp {layer.bias_exp} is not 64 × a 13-bit mantissa (netx fixes bias_exp 6)")
+    if not 0 <= _cuba_vth(layer) <= THRESHOLD_MAX:
+        found.append(f"threshold {layer.threshold} with v_init {layer.v_init} folds to vThMant "
+                     f"{_cuba_vth(layer)} outside [0, {THRESHOLD_MAX}]")
+    return found
+
+
+_NEURON_WRITERS: dict[str, Callable[[IntLayer], Neuron]] = {"if_soft": _if_soft_neuron, "cuba": _cuba_neuron}
+
+
+def _write_layer(g: h5py.Group, layer: IntLayer, neuron: str) -> None:
+    _write_synapse(g, layer.synapses[0])
+    g["shape"], g["scale"] = np.array(layer.shape), float(layer.scale)
+    _put_str(g, "name", layer.name)
+    g["bias"], params = _NEURON_WRITERS[neuron](layer)
+    _put_str(g, "neuron/type", params.pop("type"))
+    for key, value in params.items():
+        g[f"neuron/{key}"] = value
+    for k, syn in enumerate(layer.synapses[1:], start=1):
+        r = g.create_group(f"residual/{k}")
+        r["source"] = syn.source
+        _write_synapse(r, syn)
+
+
+def _write_file(h: h5py.File, net: IntNetwork, neuron: str, meta_json: str) -> None:
+    top = h.create_group("layer")
+    _put_str(top.create_group("0"), "type", "input")
+    top["0/shape"] = np.array(net.input_shape)
+    for layer in net.layers:
+        source_shape = net.source_shape(layer.synapses[0].source)
+        if layer.synapses[0].kind is SynapseKind.DENSE and len(source_shape) == 3:
+            _put_str(top.create_group(str(len(top))), "type", "flatten")
+            top[f"{len(top) - 1}/shape"] = np.array([int(np.prod(source_shape)), 1, 1])
+        _write_layer(top.create_group(str(len(top))), layer, neuron)
+    meta = h.create_group("slipsnn")
+    for key, value in dict(format_version=net.version, timesteps=net.timesteps, max_timesteps=net.max_timesteps,
+                           input_shape=np.array(net.input_shape), input_bits=INPUT_BITS,
+                           num_classes=net.num_classes).items():
+        meta[key] = value
+    for key, text in dict(slipsnn_version=__version__, neuron=neuron, meta_json=meta_json).items():
+        _put_str(meta, key, text)
+
+
+def _fsync(p: str | Path) -> None:
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_netx(net: IntNetwork, path: str | Path, neuron: str = "if_soft") -> Path:
+    """Write ``net`` as a netx HDF5 file, atomically (temp file in the same folder, fsync, ``os.replace``).
+
+    Args:
+        net: the integer network (not modified).
+        path: destination; an existing file is replaced only once the new one is complete.
+        neuron: ``"if_soft"``: slipsnn's reset-by-subtraction neuron; ``read_netx`` gives back the
+            identical IR and slipsnn's Lava runtime runs it. ``"cuba"``: a file stock
+            ``lava.lib.dl.netx.hdf5.Network`` runs — hard reset, so it equals the IR only at T=1
+            (one step after each reset; after a spike, soft and hard reset differ). The output layer
+            becomes a CUBA layer with vThMant 131071 that does not spike: read its voltage (IR v − v_init).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        FormatError: unknown ``neuron``; ``"cuba"`` with a layer stock netx cannot represent (residual
+            synapses, weight_exp ≠ 0, …; names the layer and the feature); the file cannot be written.
+
+    Example:
+        >>> write_netx(net, "model.net")                               # doctest: +SKIP
+    """
+    if neuron not in _NEURON_WRITERS:
+        raise FormatError(f"neuron={neuron!r}; allowed: {sorted(_NEURON_WRITERS)}")
+    for i, layer in enumerate(net.layers if neuron == "cuba" else ()):
+        if problems := _cuba_problems(layer):
+            raise FormatError(f"layer {i} ({layer.name!r}) cannot be a stock-netx CUBA layer: "
+                              f"{'; '.join(problems)}; use neuron='if_soft'")
+    try:
+        meta_json = json.dumps(net.meta)
+    except (TypeError, ValueError) as e:
+        raise FormatError(f"net.meta is not JSON-serialisable: {e}") from e
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise FormatError(f"{path}: cannot write: {e}") from e
+    try:
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with h5py.File(tmp, "w") as h:
+            _write_file(h, net, neuron, meta_json)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise FormatError(f"{path}: cannot write: {e}") from e
+        raise
+    with contextlib.suppress(OSError):   # make the rename durable where the file system allows it
+        _fsync(path.parent)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+_KINDS = {"iu": "integers", "fiu": "a number", "SO": "a string"}
+
+
+def _dataset(g: h5py.Group, key: str, kinds: str, max_size: int = MAX_NEURONS, max_dim: int = MAX_DIM) -> Any:
+    """The value of ``g[key]``, checked (present, dtype kind, declared shape) before it is read."""
+    try:
+        ds = g.get(key)
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise FormatError(f"{g.name}/{key}: unreadable ({e})") from e
+    if not isinstance(ds, h5py.Dataset):
+        raise FormatError(f"{g.name}: missing dataset {key!r}" if ds is None else f"{g.name}/{key} is not a dataset")
+    if ds.dtype.kind not in kinds:
+        raise FormatError(f"{ds.name}: dtype {ds.dtype}; allowed: {_KINDS[kinds]}")
+    if any(d > max_dim for d in ds.shape) or ds.size > max_size:
+        raise FormatError(f"{ds.name}: declared shape {ds.shape} exceeds {max_dim} per dimension "
+                          f"or {max_size} elements")
+    try:
+        return ds[()]
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise FormatError(f"{ds.name}: unreadable ({e})") from e
+
+
+def _ints(g: h5py.Group, key: str, ndim: tuple[int, ...], max_size: int = MAX_NEURONS,
+          max_dim: int = MAX_DIM) -> np.ndarray:
+    a = np.asarray(_dataset(g, key, "iu", max_size, max_dim))
+    if a.ndim not in ndim:
+        raise FormatError(f"{g.name}/{key}: {a.ndim} dimensions; expected {' or '.join(map(str, ndim))}")
+    if a.size and a.dtype == np.uint64 and a.max() > np.iinfo(np.int64).max:
+        raise FormatError(f"{g.name}/{key}: value {a.max()} exceeds int64")
+    return a.astype(np.int64)
+
+
+def _one(g: h5py.Group, key: str, kinds: str) -> Any:
+    a = np.asarray(_dataset(g, key, kinds, 1))
+    if a.size != 1:
+        raise FormatError(f"{g.name}/{key}: shape {a.shape}; expected one value")
+    return a.reshape(-1)[0]
+
+
+def _int(g: h5py.Group, key: str) -> int:
+    return int(_one(g, key, "iu"))
+
+
+def _str(g: h5py.Group, key: str, allowed: tuple[str, ...] = ()) -> str:
+    raw = _one(g, key, "SO")
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{g.name}/{key}: not UTF-8 text ({e})") from e
+    if allowed and text not in allowed:
+        raise FormatError(f"{g.name}/{key}: {text!r}; allowed: {list(allowed)}")
+    return text
+
+
+def _group(g: h5py.Group, key: str) -> h5py.Group:
+    sub = g.get(key)
+    if not isinstance(sub, h5py.Group):
+        raise FormatError(f"{g.name}: missing group {key!r}")
+    return sub
+
+
+def _numbered(g: h5py.Group, first: int) -> list[h5py.Group]:
+    """All subgroups of ``g``, which must be named first, first+1, … ."""
+    names = list(g.keys())
+    want = [str(i) for i in range(first, first + len(names))]
+    if len(names) > MAX_GROUPS or sorted(names, key=lambda n: (len(n), n)) != want:
+        raise FormatError(f"{g.name}: subgroups {names[:8]}; expected {first}..{first + len(names) - 1} "
+                          f"(at most {MAX_GROUPS})")
+    return [_group(g, n) for n in want]
+
+
+class _Budget:
+    """Neurons and weight elements read so far, checked before each allocation."""
+
+    def __init__(self) -> None:
+        self.neurons = self.weights = 0
+
+    def shape(self, g: h5py.Group, ndim: tuple[int, ...]) -> tuple[int, ...]:
+        s = _ints(g, "shape", (1,), 3)
+        if len(s) not in ndim or s.min() < 1 or s.max() > MAX_DIM:
+            raise FormatError(f"{g.name}/shape: {s.tolist()}; expected {ndim} sizes in [1, {MAX_DIM}]")
+        self.neurons += int(np.prod(s, dtype=np.float64))
+        if self.neurons > MAX_NEURONS:
+            raise FormatError(f"{g.name}/shape: {s.tolist()} brings the network over {MAX_NEURONS} neurons")
+        return tuple(int(v) for v in s)
+
+    def weight(self, g: h5py.Group, ndim: int) -> np.ndarray:
+        w = _ints(g, "weight", (ndim,), MAX_WEIGHTS - self.weights, MAX_NEURONS)   # dense: in = C·H·W
+        self.weights += w.size
+        return w
+
+
+def _read_conv(g: h5py.Group, budget: _Budget) -> dict[str, Any]:
+    geometry = {k: tuple(int(v) for v in _ints(g, k, (1,), 2)) for k in ("stride", "padding", "dilation")}
+    return dict(weight=budget.weight(g, 4), groups=_int(g, "groups"), **geometry)
+
+
+def _read_dense(g: h5py.Group, budget: _Budget) -> dict[str, Any]:
+    return dict(weight=budget.weight(g, 2), weight_exp=_int(g, "wgtExp"))
+
+
+_SYN_READERS: dict[SynapseKind, Callable[[h5py.Group, _Budget], dict[str, Any]]] = {
+    SynapseKind.CONV: _read_conv, SynapseKind.DENSE: _read_dense}
+
+
+def _read_synapse(g: h5py.Group, source: int, budget: _Budget) -> IntSynapse:
+    kind = SynapseKind(_str(g, "type", tuple(k.value for k in _SYN_READERS)))
+    fields = _SYN_READERS[kind](g, budget)
+    try:
+        return IntSynapse(source, kind, **fields)
+    except FormatError as e:   # the IR's range checks: add where
+        raise FormatError(f"{g.name}: {e}") from e
+
+
+def _read_layer(g: h5py.Group, index: int, budget: _Budget) -> IntLayer:
+    shape, n = budget.shape(g, (1, 3)), _group(g, "neuron")
+    kind = _str(n, "type", tuple(k.value for k in NeuronKind) + ("CUBA",))
+    if kind == "CUBA":
+        raise FormatError(f"{n.name}/type is 'CUBA': a stock-netx file (written with neuron='cuba', threshold "
+                          "and v_init folded); run it with lava.lib.dl.netx.hdf5.Network")
+    synapses = [_read_synapse(g, index - 1, budget)]
+    if "residual" in g:
+        synapses += [_read_synapse(r, _int(r, "source"), budget) for r in _numbered(_group(g, "residual"), 1)]
+    fields = dict(name=_str(g, "name"), threshold=_int(n, "vThMant"), bias=_ints(g, "bias", (1, 3)),
+                  bias_exp=_int(n, "biasExp"), v_init=_int(n, "vInit"), scale=float(_one(g, "scale", "fiu")))
+    try:
+        return IntLayer(shape=shape, synapses=tuple(synapses), neuron=NeuronKind(kind), **fields)
+    except FormatError as e:   # the IR's range checks: add where
+        raise FormatError(f"{g.name}: {e}") from e
+
+
+def _read_file(h: h5py.File) -> IntNetwork:
+    meta = h.get("slipsnn")
+    if not isinstance(meta, h5py.Group):
+        raise FormatError("missing group 'slipsnn': not a slipsnn file (a stock netx file? run it with netx)")
+    version = _int(meta, "format_version")
+    if version != FORMAT_VERSION:
+        raise FormatError(f"slipsnn/format_version {version}; this slipsnn reads {FORMAT_VERSION}")
+    if _str(meta, "neuron", tuple(_NEURON_WRITERS)) == "cuba":
+        raise FormatError("slipsnn/neuron is 'cuba': a stock-netx file (threshold and v_init folded) that "
+                          "cannot be read back; run it with lava.lib.dl.netx.hdf5.Network")
+    if _int(meta, "input_bits") != INPUT_BITS:
+        raise FormatError(f"slipsnn/input_bits must be {INPUT_BITS} (unsigned graded spikes)")
+    groups, budget = _numbered(_group(h, "layer"), 0), _Budget()
+    if not groups or not _str(groups[0], "type", ("input",)) or "neuron" in groups[0]:
+        raise FormatError("layer/0 must be type 'input' without a neuron group (8-bit graded input)")
+    input_shape = budget.shape(groups[0], (3,))
+    layers: list[IntLayer] = []
+    flatten = False
+    for g in groups[1:]:
+        kind = _str(g, "type", ("flatten",) + tuple(k.value for k in _SYN_READERS))
+        if kind == "flatten" and not flatten:
+            flatten = True
+            continue
+        if flatten != (kind == SynapseKind.DENSE.value and len(layers[-1].shape if layers else input_shape) == 3):
+            raise FormatError(f"{g.name}: a single 'flatten' group must precede exactly the dense layers whose "
+                              f"source is (C, H, W); found {'one' if flatten else 'none'} before this {kind}")
+        flatten = False
+        layers.append(_read_layer(g, len(layers), budget))
+    if flatten:
+        raise FormatError("the last layer group is a 'flatten'")
+    for key, want in (("input_shape", list(input_shape)), ("num_classes", [layers[-1].num_neurons if layers else 0])):
+        if _ints(meta, key, (0, 1), 3).reshape(-1).tolist() != want:
+            raise FormatError(f"slipsnn/{key} does not match the layer groups ({want})")
+    try:
+        info = json.loads(_str(meta, "meta_json"))
+    except ValueError as e:
+        raise FormatError(f"slipsnn/meta_json: not JSON ({e})") from e
+    return IntNetwork(input_shape, tuple(layers), _int(meta, "timesteps"), _int(meta, "max_timesteps"), info, version)
+
+
+def read_netx(path: str | Path) -> IntNetwork:
+    """Read a slipsnn netx file (written with ``neuron="if_soft"``) back into the identical IR.
+
+    Each key is checked before it is read (present, integer dtype, declared size within
+    ``MAX_DIM``/``MAX_NEURONS``/``MAX_WEIGHTS``), values by the IR's own range checks. Files written
+    with ``neuron="cuba"`` are refused (their thresholds are folded): run them with stock netx.
+
+    Raises:
+        FormatError: naming the file and the key, for every unreadable, corrupt or out-of-range file.
+
+    Example:
+        >>> net = read_netx("model.net")                               # doctest: +SKIP
+    """
+    path = Path(path)
+    try:
+        h = h5py.File(path, "r")
+    except (OSError, ValueError) as e:
+        raise FormatError(f"{path}: {'not an HDF5 file (or truncated)' if path.exists() else 'no such file'}: "
+                          f"{e}") from e
+    try:
+        with h:
+            return _read_file(h)
+    except FormatError as e:
+        raise FormatError(f"{path}: {e}") from e
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError, IndexError, OverflowError) as e:
+        raise FormatError(f"{path}: unreadable ({type(e).__name__}: {e})") from e

@@ -1,0 +1,285 @@
+"""The netx HDF5 writer/reader: exact round trip, key layout, stock-netx loading, hostile files, atomicity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from slipsnn.exporters import netx
+from slipsnn.exporters.netx import read_netx, write_netx
+from slipsnn.toolchain.errors import FormatError
+from slipsnn.toolchain.ir import IntLayer, IntNetwork, IntSynapse
+
+
+def _weights(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return (rng.integers(-128, 128, shape) * 2).astype(np.int32)
+
+
+def chain_net(seed: int = 0) -> IntNetwork:
+    """conv 3×3 (per-neuron bias, v_init) → conv 3×3 stride 2 → dense (after flatten) → dense output."""
+    rng = np.random.default_rng(seed)
+    layers = (
+        IntLayer("conv0", (4, 8, 8), (IntSynapse(-1, "conv", _weights(rng, 4, 2, 3, 3), padding=(1, 1)),),
+                 "IF_SOFT", 3000, rng.integers(-300, 300, (4, 8, 8)), 6, 64 * 1500, 3000.0),
+        IntLayer("conv1", (6, 4, 4), (IntSynapse(0, "conv", _weights(rng, 6, 4, 3, 3), stride=(2, 2),
+                                                 padding=(1, 1)),),
+                 "IF_SOFT", 400, rng.integers(-40, 40, (6,)), 6, 64 * 200 + 17, 400.5),
+        IntLayer("fc2", (12,), (IntSynapse(1, "dense", _weights(rng, 12, 96)),),
+                 "IF_SOFT", 500, rng.integers(-40, 40, (12,)), 7, 0, 500.0),
+        IntLayer("out", (5,), (IntSynapse(2, "dense", _weights(rng, 5, 12)),),
+                 "ACCUMULATE", 0, rng.integers(-40, 40, (5,)), 6, 0, 1.25),
+    )
+    return IntNetwork((2, 8, 8), layers, timesteps=4, max_timesteps=32,
+                      meta={"dataset": "toy", "slip": [0.5, 1.0], "report": {"conv0": {"scale": 3000}}})
+
+
+def residual_net(seed: int = 1) -> IntNetwork:
+    """conv → conv → conv + identity depthwise 1×1 residual from layer 0 → dense (weight_exp −2) → output."""
+    rng = np.random.default_rng(seed)
+    identity = np.full((4, 1, 1, 1), 64, np.int32)
+    conv = lambda src: IntSynapse(src, "conv", _weights(rng, 4, 4 if src >= 0 else 1, 3, 3), padding=(1, 1))
+    layers = (
+        IntLayer("b0", (4, 6, 6), (conv(-1),), "IF_SOFT", 900, rng.integers(-9, 9, (4,)), 6, 0, 900.0),
+        IntLayer("b1", (4, 6, 6), (conv(0),), "IF_SOFT", 900, rng.integers(-9, 9, (4,)), 6, 0, 900.0),
+        IntLayer("b2", (4, 6, 6), (conv(1), IntSynapse(0, "conv", identity, groups=4)), "IF_SOFT", 900,
+                 rng.integers(-9, 9, (4,)), 3, 64 * 450, 900.0),
+        IntLayer("fc3", (10,), (IntSynapse(2, "dense", _weights(rng, 10, 144), weight_exp=-2),), "IF_SOFT",
+                 100, rng.integers(-9, 9, (10,)), 6, 0, 100.0),
+        IntLayer("out", (3,), (IntSynapse(3, "dense", _weights(rng, 3, 10)),), "ACCUMULATE", 0,
+                 np.zeros(3, np.int32), 0, 0, 1.0),
+    )
+    return IntNetwork((1, 6, 6), layers, timesteps=2, max_timesteps=8, meta={"residual": True})
+
+
+def assert_same_network(a: IntNetwork, b: IntNetwork) -> None:
+    """Field-by-field equality of two IntNetworks (arrays bit-exact, dtypes included)."""
+    assert (a.input_shape, a.timesteps, a.max_timesteps, a.version) == \
+           (b.input_shape, b.timesteps, b.max_timesteps, b.version)
+    assert a.meta == b.meta
+    assert len(a.layers) == len(b.layers)
+    for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
+        for name in ("name", "shape", "neuron", "threshold", "bias_exp", "v_init", "scale"):
+            assert getattr(la, name) == getattr(lb, name), f"layer {i} {name}"
+        assert la.bias.dtype == lb.bias.dtype and np.array_equal(la.bias, lb.bias), f"layer {i} bias"
+        assert len(la.synapses) == len(lb.synapses), f"layer {i} synapse count"
+        for k, (sa, sb) in enumerate(zip(la.synapses, lb.synapses)):
+            for name in ("source", "kind", "weight_exp", "stride", "padding", "dilation", "groups"):
+                assert getattr(sa, name) == getattr(sb, name), f"layer {i} synapse {k} {name}"
+            assert sa.weight.dtype == sb.weight.dtype, f"layer {i} synapse {k} weight dtype"
+            assert np.array_equal(sa.weight, sb.weight), \
+                f"layer {i} synapse {k}: {np.argwhere(sa.weight != sb.weight)[:5]=}"
+
+
+@pytest.mark.parametrize("make", [chain_net, residual_net])
+def test_round_trip_is_exact(make, tmp_path: Path) -> None:
+    net = make()
+    snapshot = [(l.bias.copy(), [s.weight.copy() for s in l.synapses]) for l in net.layers]
+    assert write_netx(net, tmp_path / "m.net") == tmp_path / "m.net"
+    assert_same_network(net, read_netx(tmp_path / "m.net"))
+    assert_same_network(net, make())   # the writer did not touch its input
+    for (bias, weights), layer in zip(snapshot, net.layers):
+        assert np.array_equal(bias, layer.bias)
+        assert all(np.array_equal(w, s.weight) for w, s in zip(weights, layer.synapses))
+
+
+def test_key_layout(tmp_path: Path) -> None:
+    write_netx(chain_net(), tmp_path / "c.net")
+    write_netx(residual_net(), tmp_path / "r.net")
+    with h5py.File(tmp_path / "c.net", "r") as h:
+        types = [h[f"layer/{g}/type"][0].decode("ascii") for g in range(len(h["layer"]))]
+        assert types == ["input", "conv", "conv", "flatten", "dense", "dense"]
+        assert "neuron" not in h["layer/0"] and list(h["layer/0/shape"][()]) == [2, 8, 8]
+        assert list(h["layer/3/shape"][()]) == [96, 1, 1]
+        assert h["layer/1/neuron/type"][0] == b"IF_SOFT" and h["layer/5/neuron/type"][0] == b"ACCUMULATE"
+        assert h["layer/1/bias"].shape == (4, 8, 8) and h["layer/1/neuron/vInit"][()] == 64 * 1500
+        assert list(h["layer/2/stride"][()]) == [2, 2] and h["layer/2/groups"][()] == 1
+        assert (h["layer/2/inChannels"][()], h["layer/2/outChannels"][()]) == (4, 6)
+        assert (h["layer/4/inFeatures"][()], h["layer/4/outFeatures"][()], h["layer/4/wgtExp"][()]) == (96, 12, 0)
+        assert h["slipsnn/input_bits"][()] == 8 and h["slipsnn/num_classes"][()] == 5
+        names: list[str] = []
+        h.visit(names.append)
+        assert not [n for n in names if "messageBits" in n]
+    with h5py.File(tmp_path / "r.net", "r") as h:
+        assert h["layer/3/residual/1/source"][()] == 0 and h["layer/3/residual/1/type"][0] == b"conv"
+        assert h["layer/3/residual/1/groups"][()] == 4 and h["layer/5/wgtExp"][()] == -2
+        assert [h[f"layer/{g}/name"][0] for g in (1, 2, 3, 5, 6)] == [b"b0", b"b1", b"b2", b"fc3", b"out"]
+
+
+def test_cuba_variant_values(tmp_path: Path) -> None:
+    """v_init folds into the threshold, bias << bias_exp into a bias_exp-6 mantissa, per-neuron bias → WHC."""
+    net = chain_net()
+    write_netx(net, tmp_path / "c.net", neuron="cuba")
+    with h5py.File(tmp_path / "c.net", "r") as h:
+        vth = [h[f"layer/{g}/neuron/vThMant"][()] for g in (1, 2, 4, 5)]
+        assert vth == [3000 - 1500 - 1, 400 - 200 - 1, 499, 131071]   # ⌈θ − v_init/64⌉ − 1; silent output
+        assert np.array_equal(h["layer/1/bias"][()], net.layers[0].bias.transpose(2, 1, 0))
+        assert np.array_equal(h["layer/4/bias"][()], net.layers[2].bias * 2)   # bias_exp 7 → 6
+        assert h["layer/1/neuron/type"][0] == b"CUBA" and h["slipsnn/neuron"][0] == b"cuba"
+    with pytest.raises(FormatError, match="stock-netx"):
+        read_netx(tmp_path / "c.net")
+
+
+@pytest.mark.lava
+def test_stock_netx_loads_cuba_file(tmp_path: Path) -> None:
+    hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5")
+    net = chain_net()
+    write_netx(net, tmp_path / "c.net", neuron="cuba")
+    lava_net = hdf5.Network(net_config=str(tmp_path / "c.net"), input_message_bits=8)
+    assert len(lava_net.layers) == len(net.layers)
+    for layer, block in zip(net.layers, lava_net.layers):
+        assert tuple(block.shape) == layer.shape[::-1]
+        w = layer.synapses[0].weight
+        if w.ndim == 4:   # netx flips the kernel (Lava's conv is a true convolution) and stores (Cout, kW, kH, Cin)
+            assert np.array_equal(block.synapse.weight.init, w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+        else:             # even weights in [−256, 254]: optimize_weight_bits leaves them unchanged
+            assert np.array_equal(block.synapse.weights.init, w)
+    assert np.array_equal(lava_net.layers[0].neuron.bias_mant.init, net.layers[0].bias.transpose(2, 1, 0))
+
+
+def _ir_first_step(net: IntNetwork, image: np.ndarray) -> list[np.ndarray]:
+    """Each layer's membrane after one IR step (before reset), from the module docstring of ``ir``."""
+    torch = pytest.importorskip("torch")
+    out: dict[int, np.ndarray] = {-1: image.astype(np.int64)}
+    membranes = []
+    for i, layer in enumerate(net.layers):
+        a = 0
+        for syn in layer.synapses:
+            s = out[syn.source]
+            if syn.kind.value == "conv":   # float64 conv2d is exact for these integers (< 2**53)
+                a = a + torch.nn.functional.conv2d(
+                    torch.from_numpy(s[None].astype(np.float64)), torch.from_numpy(syn.weight.astype(np.float64)),
+                    stride=syn.stride, padding=syn.padding, dilation=syn.dilation, groups=syn.groups,
+                )[0].numpy().astype(np.int64)
+            else:
+                a = a + ((syn.weight.astype(np.int64) @ s.reshape(-1)) >> -syn.weight_exp)
+        v = np.clip(layer.v_init + (a << 6) + (layer.bias_full() << layer.bias_exp), -(2 ** 23 - 1), 2 ** 23 - 1)
+        out[i] = (v >= layer.threshold << 6).astype(np.int64) if layer.spiking else v
+        membranes.append(v)
+    return membranes
+
+
+@pytest.mark.lava
+def test_stock_netx_runs_cuba_file_exactly_at_t1(tmp_path: Path) -> None:
+    """With a reset every step, each stock CUBA layer does one IR step: v_Lava = v_IR − v_init, 0 after a spike."""
+    hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5")
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.source import RingBuffer
+
+    net, steps = chain_net(), 6
+    image = np.random.default_rng(2).integers(0, 12, net.input_shape)   # small: no 24-bit wrap in Lava's u
+    write_netx(net, tmp_path / "c.net", neuron="cuba")
+    lava_net = hdf5.Network(net_config=str(tmp_path / "c.net"), input_message_bits=8, reset_interval=1)
+    source = RingBuffer(data=np.repeat(image.transpose(2, 1, 0)[..., None], steps, axis=-1))
+    source.s_out.connect(lava_net.inp)
+    try:
+        lava_net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        got = [np.asarray(block.neuron.v.get()) for block in lava_net.layers]
+    finally:
+        lava_net.stop()
+    for i, (layer, v_ir, v) in enumerate(zip(net.layers, _ir_first_step(net, image), got)):
+        want = v_ir - layer.v_init
+        if layer.spiking:
+            assert 0 < (v_ir >= layer.threshold << 6).mean() < 1, f"layer {i}: no informative spikes"
+            want = np.where(v_ir >= layer.threshold << 6, 0, want)
+        v = v.transpose(2, 1, 0) if v.ndim == 3 else v
+        assert (v == want).all(), f"layer {i}: {np.argwhere(v != want)[:5]=}"
+
+
+@pytest.mark.lava
+def test_stock_netx_rejects_if_soft_file(tmp_path: Path) -> None:
+    """Stock netx does not know IF_SOFT: slipsnn's own Lava runtime is needed for the exact file."""
+    hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5")
+    write_netx(chain_net(), tmp_path / "s.net")
+    with pytest.raises(AttributeError):
+        hdf5.Network(net_config=str(tmp_path / "s.net"))
+
+
+def test_cuba_refuses_what_stock_netx_cannot_run(tmp_path: Path) -> None:
+    with pytest.raises(FormatError, match=r"layer 2 \('b2'\).*residual"):
+        write_netx(residual_net(), tmp_path / "r.net", neuron="cuba")
+    with pytest.raises(FormatError, match="allowed"):
+        write_netx(chain_net(), tmp_path / "x.net", neuron="lif")
+    assert not list(tmp_path.iterdir())
+
+
+def _edit(path: Path, fn) -> Path:
+    with h5py.File(path, "r+") as h:
+        fn(h)
+    return path
+
+
+def _replace(key: str, **dataset):
+    def fn(h: h5py.File) -> None:
+        del h[key]
+        h.create_dataset(key, **dataset)
+    return fn
+
+
+def _drop_flatten(h: h5py.File) -> None:
+    del h["layer/3"]
+    h.move("layer/4", "layer/3")
+    h.move("layer/5", "layer/4")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_replace("layer/1/weight", data=np.zeros((4, 2, 3, 3), np.float32)), r"layer/1/weight: dtype float32"),
+    (_replace("layer/2/neuron/vInit", data=np.nan), r"layer/2/neuron/vInit: dtype float64"),
+    (_replace("layer/2/neuron/vThMant", data=np.array(b"400")), r"vThMant: dtype \|S3"),
+    (lambda h: h.__delitem__("layer/2/neuron/vThMant"), r"layer/2/neuron: missing dataset 'vThMant'"),
+    (_replace("layer/1/shape", data=np.array([4, 100000, 100000])), r"layer/1/shape: \[4, 100000, 100000\]"),
+    (_replace("layer/4/weight", shape=(2 ** 20, 2 ** 20), dtype=np.int32, chunks=(64, 64)),
+     r"layer/4/weight: declared shape \(1048576, 1048576\) exceeds"),
+    (_replace("layer/2/type", data=[b"pool"]), r"'pool'; allowed: \['flatten', 'conv', 'dense'\]"),
+    (_replace("layer/2/neuron/vThMant", data=2 ** 20),
+     r"layer/2: layer 'conv1': threshold 1048576 outside the 17-bit range"),
+    (_replace("layer/4/neuron/biasExp", data=9), r"bias_exp 9 outside"),
+    (lambda h: h.__delitem__("layer/3"), r"layer: subgroups"),
+    (lambda h: h.__delitem__("slipsnn"), r"missing group 'slipsnn'"),
+    (_replace("slipsnn/format_version", data=2), r"format_version 2"),
+    (_replace("slipsnn/meta_json", data=[b"{not json"]), r"slipsnn/meta_json: not JSON"),
+    (_drop_flatten, r"layer/3: a single 'flatten' group must precede"),
+    (_replace("slipsnn/num_classes", data=4), r"slipsnn/num_classes does not match"),
+])
+def test_bad_files_raise_format_error(edit, message: str, tmp_path: Path) -> None:
+    path = _edit(write_netx(chain_net(), tmp_path / "m.net"), edit)
+    with pytest.raises(FormatError, match=message) as err:
+        read_netx(path)
+    assert str(path) in str(err.value)
+
+
+def test_residual_source_is_checked(tmp_path: Path) -> None:
+    path = _edit(write_netx(residual_net(), tmp_path / "r.net"), _replace("layer/3/residual/1/source", data=2))
+    with pytest.raises(FormatError, match="residual synapse 1 points to layer 2"):
+        read_netx(path)
+
+
+def test_truncated_and_foreign_files(tmp_path: Path) -> None:
+    path = write_netx(chain_net(), tmp_path / "m.net")
+    data = path.read_bytes()
+    (tmp_path / "half.net").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.net").write_text("layer/0/type = input\n")
+    for name in ("half.net", "text.net"):
+        with pytest.raises(FormatError, match=rf"{name}: not an HDF5 file"):
+            read_netx(tmp_path / name)
+    with pytest.raises(FormatError, match="no such file"):
+        read_netx(tmp_path / "missing.net")
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_netx(chain_net(), tmp_path / "m.net")
+    before = path.read_bytes()
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(netx, "_write_layer", explode)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_netx(residual_net(), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.net"]
+    with pytest.raises(FormatError, match="cannot write"):
+        write_netx(chain_net(), tmp_path / "no" / "such" / "dir.net")

@@ -1,0 +1,221 @@
+"""Training, checkpoints (safe loading, bit-exact round trip), calibration and atomic writes."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from slipsnn.toolchain.atomic import atomic_write, atomic_write_json
+from slipsnn.toolchain.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
+from slipsnn.toolchain.data import load_tensors
+from slipsnn.toolchain.errors import ModelError, SlipsnnError
+from slipsnn.toolchain.lower import lower
+from slipsnn.toolchain.simulate import simulate_float
+from slipsnn.toolchain.train import TrainConfig, TrainResult, calibrate_thresholds, snn_accuracies, train
+
+
+def _train(out_dir: Path | None, epochs: int = 2, **overrides: object) -> TrainResult:
+    """A few epochs of a quarter-width digits CNN on the CPU (about 0.3 s each)."""
+    cfg = TrainConfig.for_dataset("digits", device="cpu", epochs=epochs, width=0.25,
+                                  out_dir=None if out_dir is None else str(out_dir), **overrides)
+    return train(cfg, progress=False)
+
+
+def test_training_writes_a_checkpoint_that_rebuilds_the_model_bit_for_bit(tmp_path: Path) -> None:
+    res = _train(tmp_path)
+    assert res.checkpoint == tmp_path / "model.pt" and res.checkpoint.is_file()
+    m = res.metrics
+    assert m["epochs"] == 2 and len(m["history"]) == 2 and m["finished"] is True
+    assert m["ann_accuracy"] == max(h["test_accuracy"] for h in m["history"]) > 0.5
+    assert m["history"][0]["lr"] == 0.1 and m["history"][1]["lr"] == pytest.approx(0.05)  # cosine, T_max = 2
+    ckpt = load_checkpoint(res.checkpoint)
+    assert (ckpt.preset, ckpt.dataset, ckpt.act, ckpt.model_cfg) == ("slip", "digits", res.act, res.model_cfg)
+    assert ckpt.metrics == m and ckpt.thetas == res.thetas and ckpt.train_config["epochs"] == 2
+    assert not ckpt.model.training
+    x, _ = load_tensors("digits", "test", limit=64)
+    with torch.no_grad():
+        assert torch.equal(ckpt.model(x), res.model(x))
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(ckpt.model.state_dict()[k], v), k
+
+
+def test_checkpoint_is_weights_only_and_plain(tmp_path: Path) -> None:
+    res = _train(tmp_path, activation="qcfs", L=4)
+    data = torch.load(res.checkpoint, weights_only=True)
+    assert set(data) == set(REQUIRED_KEYS)
+    assert (data["format"], data["version"]) == ("slipsnn-checkpoint", 1)
+    assert data["activation"] == {"preset": "qcfs", "a": 0.0, "L": 4, "delta1": 0.0, "delta2": 0.5,
+                                  "a_learnable": False}
+    assert data["input_shape"] == [1, 8, 8] and data["num_classes"] == 10
+    slips = [n for n, mod in res.model.named_modules() if type(mod).__name__ == "SlipReLU"]
+    assert sorted(data["thetas"]) == sorted(slips) and len(slips) == 3
+    assert all(data["thetas"][n] == float(res.model.get_submodule(n).theta) for n in slips)
+    assert not list(tmp_path.glob(".*tmp*")), "no temporary files left behind"
+
+
+def test_same_seed_gives_identical_runs_and_another_seed_does_not(tmp_path: Path) -> None:
+    a, b, c = _train(None, 1, seed=3), _train(None, 1, seed=3), _train(None, 1, seed=4)
+    strip = lambda m: {k: v for k, v in m.items() if k != "seconds"}  # noqa: E731
+    assert strip(a.metrics) == strip(b.metrics)
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+    assert a.metrics["history"][0]["loss"] != c.metrics["history"][0]["loss"]
+
+
+class _Exploit:
+    """Unpickling this would run ``exec``, which creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle.dump"])
+def test_a_malicious_pickle_is_refused_and_not_executed(tmp_path: Path, how: str) -> None:
+    marker, path = tmp_path / "pwned.txt", tmp_path / "model.pt"
+    payload = {"format": "slipsnn-checkpoint", "version": 1, "state_dict": {}, "evil": _Exploit(marker)}
+    if how == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(ModelError, match="refusing") as err:
+        load_checkpoint(path)
+    assert str(path) in str(err.value)
+    if how == "torch.save":
+        assert "builtins.exec" in str(err.value) or "exec" in str(err.value)
+    assert not marker.exists(), "the pickle's code ran"
+
+
+def _valid_checkpoint(tmp_path: Path) -> Path:
+    from slipsnn.toolchain.activations import preset_params
+    from slipsnn.toolchain.models import ModelConfig, build_model
+    cfg = ModelConfig("digits_cnn", 10, (1, 8, 8), (0.3,), (0.4,), width=0.25)
+    act = preset_params("slip", L=4)
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "good.pt", build_model(cfg, act), cfg, act, dataset="digits",
+                           metrics={"ann_accuracy": np.float64(0.5)})
+
+
+def _resave(src: Path, dst: Path, edit) -> Path:
+    data = torch.load(src, weights_only=True)
+    edit(data)
+    torch.save(data, dst)
+    return dst
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda d, good: d / "absent.pt", "no such checkpoint file"),
+    (lambda d, good: d, "is not a file"),
+    (lambda d, good: (d / "empty.pt").write_bytes(b"") and d / "empty.pt" or d / "empty.pt", "not a torch.save archive"),
+    (lambda d, good: (d / "junk.pt").write_bytes(b"\x00garbage" * 50) and d / "junk.pt", "not a torch.save archive"),
+    (lambda d, good: (d / "half.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2]) and d / "half.pt",
+     "not a"),
+    (lambda d, good: torch.save({"weights": torch.zeros(2)}, d / "other.pt") or d / "other.pt",
+     "not a slipsnn checkpoint"),
+    (lambda d, good: _resave(good, d / "v2.pt", lambda x: x.update(version=2)), "format version 2"),
+    (lambda d, good: _resave(good, d / "nothetas.pt", lambda x: x.pop("thetas")), r"lacks the fields \['thetas'\]"),
+    (lambda d, good: _resave(good, d / "wide.pt", lambda x: x["model_config"].update(width=0.5)),
+     "does not fit architecture 'digits_cnn'.*wrong shape"),
+    (lambda d, good: _resave(good, d / "extra.pt", lambda x: x["state_dict"].update(bogus=torch.zeros(1))),
+     r"unexpected \['bogus'\]"),
+    (lambda d, good: _resave(good, d / "act.pt", lambda x: x["activation"].update(a=3.0)), "a=3.0"),
+    (lambda d, good: _resave(good, d / "arch.pt", lambda x: x["model_config"].update(arch="alexnet")),
+     "unknown architecture 'alexnet'"),
+])
+def test_bad_files_give_one_model_error(tmp_path: Path, make, match: str) -> None:
+    good = _valid_checkpoint(tmp_path)
+    path = make(tmp_path, good)
+    with pytest.raises(ModelError, match=match) as err:
+        load_checkpoint(path)
+    assert str(err.value).startswith(str(path)), err.value
+    assert "\n" not in str(err.value)
+
+
+def test_relu_preset_stores_calibrated_theta_per_relu(tmp_path: Path) -> None:
+    res = _train(tmp_path, activation="relu")
+    relus = [n for n, m in res.model.named_modules() if isinstance(m, nn.ReLU)]
+    ckpt = load_checkpoint(res.checkpoint)
+    assert ckpt.preset == "relu" and ckpt.act is None
+    assert sorted(ckpt.thetas) == sorted(relus) and len(relus) == 3
+    # θ = 99.9th percentile of each ReLU's positive outputs on the first 1024 training images
+    x, _ = load_tensors("digits", "train", limit=1024)
+    outs: dict[str, list[torch.Tensor]] = {n: [] for n in relus}
+    hooks = [res.model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: outs[n].append(o)) for n in relus]
+    with torch.no_grad():
+        res.model(x)
+    for h in hooks:
+        h.remove()
+    for n in relus:
+        v = torch.cat(outs[n]).flatten().double().numpy()
+        assert ckpt.thetas[n] == pytest.approx(np.percentile(v[v > 0], 99.9), rel=1e-6), n
+    assert snn_accuracies(ckpt.model, ckpt.model_cfg, ckpt.thetas, x[:32], torch.zeros(32, dtype=torch.long), (1,))
+
+
+def test_calibration_percentile_is_exact_with_bounded_memory() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU())
+    x = torch.rand(700, 1, 3, 4)
+    for q in (99.9, 99.0, 50.0, 100.0):
+        thetas = calibrate_thresholds(model, x, percentile=q, batch_size=64)
+        with torch.no_grad():
+            h1 = model[2](model[1](model[0](x)))
+            h2 = model[4](model[3](h1))
+        for name, h in (("2", h1), ("4", h2)):
+            v = h.flatten().double().numpy()
+            assert thetas[name] == pytest.approx(np.percentile(v[v > 0], q), rel=1e-9, abs=1e-12), (q, name)
+    assert calibrate_thresholds(model, x, max_images=10) != calibrate_thresholds(model, x)
+    with pytest.raises(SlipsnnError, match="percentile"):
+        calibrate_thresholds(model, x, percentile=0.0)
+
+
+def test_snn_accuracies_read_every_t_from_one_pass() -> None:
+    res = _train(None, activation="slip", L=4)
+    x, y = load_tensors("digits", "test", limit=100)
+    got = snn_accuracies(res.model, res.model_cfg, res.thetas, x, y, timesteps=(4, 1, 2))
+    assert list(got) == [1, 2, 4]
+    acc = simulate_float(lower(res.model, (1, 8, 8)), (x * 255).round(), 4).accuracy(y)
+    assert got == {1: acc[0], 2: acc[1], 4: acc[3]}
+    assert snn_accuracies(res.model, res.model_cfg, None, x, y, (1,))[1] == acc[0]
+
+
+def test_train_config_defaults_and_validation() -> None:
+    cifar = TrainConfig.for_dataset("cifar10")
+    assert (cifar.arch, cifar.epochs, cifar.lr, cifar.batch_size, cifar.theta_init, cifar.augment) == \
+        ("resnet20", 300, 0.1, 128, 8.0, True)
+    assert cifar.act_params().L == 16 and cifar.weight_decay == 5e-4 and cifar.momentum == 0.9
+    assert TrainConfig(dataset="cifar10") == cifar and TrainConfig.for_dataset("tiny-imagenet").arch == "resnet18"
+    digits = TrainConfig()
+    assert (digits.dataset, digits.arch, digits.L, digits.activation) == ("digits", "digits_cnn", 8, "slip")
+    assert TrainConfig.for_dataset("digits", activation="relu").act_params() is None
+    assert TrainConfig.for_dataset("digits", activation="qcfs", L=4).act_params().L == 4
+    with pytest.raises(SlipsnnError, match="unknown training options"):
+        TrainConfig.for_dataset("digits", learning_rate=0.1)
+    with pytest.raises(ModelError, match="unknown activation"):
+        TrainConfig.for_dataset("digits", activation="gelu")
+    with pytest.raises(ModelError, match="takes no SlipReLU parameters"):
+        TrainConfig(activation="relu", L=4)
+    with pytest.raises(SlipsnnError, match="epochs=0"):
+        TrainConfig(epochs=0)
+
+
+def test_atomic_write_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
+    path = atomic_write_json(tmp_path / "sub" / "x.json", {"b": 1, "a": [1, 2]})
+    assert path.read_text() == '{\n  "b": 1,\n  "a": [\n    1,\n    2\n  ]\n}\n'
+
+    def partial_then(exc: BaseException):
+        def writer(tmp: Path) -> None:
+            tmp.write_text("half")
+            raise exc
+        return writer
+
+    for exc in (OSError("disk full"), KeyboardInterrupt()):
+        with pytest.raises(type(exc)):
+            atomic_write(path, partial_then(exc))
+        assert path.read_text().startswith('{\n  "b": 1')
+        assert sorted(p.name for p in path.parent.iterdir()) == ["x.json"], "temporary file removed"

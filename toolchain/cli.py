@@ -1,0 +1,206 @@
+"""Command-line interface: a thin click layer over ``pipeline``, ``train`` and ``report``.
+
+Exit codes: 0 success, 1 a failed run (bad file, unavailable backend, mismatching verification),
+2 a usage error (missing file, bad option value). User mistakes print one line; ``--debug`` shows
+the traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import SlipsnnError
+
+BACKEND_CHOICES = ("loihi_sim", "loihi", "fast")
+ACTIVATIONS = ("slip", "qcfs", "clipfloor", "clip", "relu")
+_PATH_IN = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+class SlipsnnCommand(click.Command):
+    """A command that turns slipsnn's errors into one-line messages (exit 1) unless ``--debug``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(["--debug"], is_flag=True, help="Show the full traceback on errors."))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (SlipsnnError, OSError) as err:
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(_one_line(err)) from None
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.filename}: {err.strerror or err}"
+    return str(err)
+
+
+def _dataset_option(default: str | None = "digits") -> Any:
+    from .data import DATASETS
+    return click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=default, show_default=True,
+                        help="Data set (its test split is used for evaluation).")
+
+
+_data_root = click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+                          help="Folder holding the data set files (not needed for digits).")
+
+
+@click.command(cls=SlipsnnCommand)
+@_dataset_option()
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="slip", show_default=True,
+              help="slip = SlipReLU; qcfs = a=0, δ₂=½; clipfloor = a=0, δ₂=0; clip = a=1; relu = plain ReLU.")
+@click.option("--a", "a", type=click.FloatRange(0, 1), default=None, help="SlipReLU slope a ∈ [0, 1].")
+@click.option("--L", "L", type=click.IntRange(min=1), default=None, help="Quantization steps L.")
+@click.option("--delta1", type=float, default=None, help="Shift δ₁ of the threshold-ReLU part.")
+@click.option("--delta2", type=click.FloatRange(-1, 1, min_open=True, max_open=True), default=None,
+              help="Shift δ₂ of the step part (initial membrane, units of θ).")
+@click.option("--a-learnable", is_flag=True, default=None, help="Train the slope a (kept in [0, 1]).")
+@click.option("--arch", default=None, help="Architecture (default per data set): digits_cnn, vgg16, resnet18/20/34.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default per data set).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Initial learning rate.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=None, help="Channel multiplier.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@_data_root
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/digits"),
+              show_default=True, help="Folder for model.pt and metrics.json.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(dataset: str, activation: str, a: float | None, L: int | None, delta1: float | None,
+          delta2: float | None, a_learnable: bool | None, arch: str | None, epochs: int | None, lr: float | None,
+          batch_size: int | None, seed: int, width: float | None, device: str, data_root: Path | None, out: Path,
+          quiet: bool, debug: bool) -> None:
+    """Train a SlipReLU (or QCFS / clip / ReLU) ANN and evaluate its converted SNN at T = 1, 2, 4, 8."""
+    from .pipeline import train_and_evaluate
+    from .train import TrainConfig
+    cfg = TrainConfig.for_dataset(dataset, activation=activation, a=a, L=L, delta1=delta1, delta2=delta2,
+                                  a_learnable=a_learnable, arch=arch, epochs=epochs, lr=lr, batch_size=batch_size,
+                                  seed=seed, width=width, device=device,
+                                  data_root=str(data_root) if data_root else None, out_dir=str(out))
+    metrics = train_and_evaluate(cfg, progress=not quiet)
+    click.echo(f"ANN accuracy: {100 * metrics['ann_accuracy']:.2f} %")
+    click.echo("SNN accuracy: " + ", ".join(f"T={t}: {100 * acc:.2f} %" for t, acc in metrics["snn_accuracy"].items()))
+    click.echo(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}")
+
+
+@click.command(cls=SlipsnnCommand)
+@click.argument("checkpoint", type=_PATH_IN)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output file [default: model.net beside the checkpoint].")
+@click.option("--timesteps", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Default time-steps recorded in the file.")
+@click.option("--max-timesteps", type=click.IntRange(min=1), default=None,
+              help="Horizon proven free of 24-bit overflow [default: --timesteps]; longer costs precision.")
+@click.option("--neuron", type=click.Choice(["if_soft", "cuba"]), default="if_soft", show_default=True,
+              help="if_soft: slipsnn's soft-reset neuron; cuba: a file stock lava-dl netx loads (exact at T=1).")
+def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps: int | None, neuron: str,
+           debug: bool) -> None:
+    """Quantize a checkpoint to Loihi integers and write a lava-dl netx HDF5 file."""
+    from .pipeline import export_checkpoint
+    from .quantize import format_quant_report
+    net, path = export_checkpoint(checkpoint, output, timesteps=timesteps, max_timesteps=max_timesteps,
+                                  neuron=neuron)
+    click.echo(net.summary())
+    click.echo("\nquantization (scale = integer units per threshold; margin = log2 headroom of the 24-bit bound):")
+    click.echo(format_quant_report(net))
+    if neuron == "cuba":
+        click.echo("\nnote: stock CUBA neurons reset to zero; the file equals slipsnn's network only at T=1.")
+    click.echo(f"\nwrote {path}")
+
+
+@click.command(cls=SlipsnnCommand)
+@click.argument("network", type=_PATH_IN)
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="loihi_sim", show_default=True,
+              help="loihi_sim: Lava CPU (bit-accurate); loihi: Loihi 2 via lava-loihi; fast: vectorized simulator.")
+@_dataset_option(default=None)
+@click.option("--timesteps", type=click.IntRange(min=1), default=None, help="T [default: the file's].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use the first N test samples.")
+@_data_root
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results as JSON.")
+@click.option("--verify", is_flag=True, help="Run loihi_sim and fast on the same samples and compare them.")
+def run(network: Path, backend: str, dataset: str | None, timesteps: int | None, limit: int | None,
+        data_root: Path | None, json_path: Path | None, verify: bool, debug: bool) -> None:
+    """Run an exported network and print its accuracy and throughput."""
+    from .atomic import atomic_write_json
+    from .pipeline import mismatch_summary, run_file, verify_file
+    opts = dict(dataset=dataset, timesteps=timesteps, limit=limit, data_root=data_root, progress=True)
+    if verify:
+        v = verify_file(network, **opts)
+        results, doc = [v.lava, v.fast], {**v.lava.to_json(), "verify": {"fast": v.fast.to_json(),
+                                                                         "mismatches": v.mismatch.total}}
+    else:
+        res = run_file(network, backend=backend, **opts)
+        results, doc = [res], res.to_json()
+    for res in results:
+        t = res.timing
+        click.echo(f"{res.backend:>9}: accuracy {100 * res.accuracy:.2f} % on {len(res.labels)} samples at "
+                   f"T={res.timesteps} | {t.get('samples_per_s', 0):.1f} samples/s"
+                   + (f" (compile {t['compile_s']:.2f} s, run {t['run_s']:.2f} s)" if t.get("compile_s") else ""))
+    if json_path:
+        atomic_write_json(json_path, doc)
+        click.echo(f"wrote {json_path}")
+    if verify:
+        click.echo(mismatch_summary(v.mismatch))
+        if v.mismatch.total:
+            raise SystemExit(1)
+
+
+@click.command(cls=SlipsnnCommand)
+@click.argument("network", type=_PATH_IN)
+@_dataset_option(default=None)
+@click.option("--timesteps", type=click.IntRange(min=1), multiple=True, default=(1, 2, 4), show_default=True,
+              help="Time-steps to report (repeat the option, or list them: --timesteps 1 2 4).")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="fast", show_default=True)
+@click.option("--profile", "profiles", multiple=True, default=("loihi2",), show_default=True,
+              help="Chip profile name (hardware_configs/) or TOML file; repeatable.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use the first N test samples.")
+@_data_root
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the PNG plots.")
+def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], backend: str, profiles: tuple[str, ...],
+           limit: int | None, data_root: Path | None, json_path: Path | None, plots_dir: Path | None,
+           debug: bool) -> None:
+    """Accuracy, activity, energy and latency per layer on chip profiles, against the ANN."""
+    from .report import format_report, report as make_report
+    rep = make_report(network, dataset, list(timesteps), backend=backend, profile=list(profiles),
+                      json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit)
+    click.echo(format_report(rep))
+    for what, where in (("JSON", json_path), ("plots", plots_dir)):
+        if where:
+            click.echo(f"wrote {what} to {where}")
+
+
+@click.command(cls=SlipsnnCommand)
+@click.argument("checkpoint", type=_PATH_IN)
+@click.argument("network", type=_PATH_IN)
+@click.option("--timesteps", type=click.IntRange(min=1), multiple=True, default=(1, 2, 4), show_default=True)
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="loihi_sim", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@_data_root
+def chain(checkpoint: Path, network: Path, timesteps: tuple[int, ...], backend: str, limit: int | None,
+          data_root: Path | None, debug: bool) -> None:
+    """Accuracy at every stage on the same samples: ANN, float SNN, integer SNN, and a backend."""
+    from .pipeline import accuracy_chain, format_chain
+    click.echo(format_chain(accuracy_chain(checkpoint, network, timesteps, backend=backend, limit=limit,
+                                           data_root=data_root)))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="slipsnn")
+def main() -> None:
+    """slipsnn: SlipReLU ANNs → integer spiking networks → Lava / Loihi 2, with cost reports."""
+
+
+for _cmd in (train, export, run, report, chain):
+    main.add_command(_cmd)
+
+
+train_main, export_main, run_main, report_main = train, export, run, report

@@ -1,0 +1,183 @@
+"""CPU ProcessModels of slipsnn's Lava Processes (``fixed_pt``: bit-exact integers; ``floating_pt``).
+
+The neuron update is ``soft_reset_if_update``, the numpy twin of ``slipsnn.toolchain.neurons.int_if_step``
+(torch is not used inside Lava's forked model processes; ``tests/test_lava.py`` checks both agree).
+Imports are absolute: Lava executes this file outside its package while it looks for models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from slipsnn.toolchain.ir import STATE_MAX, STATE_SHIFT
+from slipsnn.toolchain.lava_procs.process import FrameSource, SoftResetIF, SpikeDelay
+
+
+def soft_reset_if_update(v: np.ndarray, a: np.ndarray, bias_state: np.ndarray, vth_state: int | float,
+                         spiking: bool, clip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One step in state units: ``v ← clip(v + a·2⁶ + bias_state)``; spike at ``v ≥ vth_state``; subtract it.
+
+    Args:
+        v: membrane, int64 (fixed point) or float64.
+        a: this step's synaptic input in weight units, same dtype and shape.
+        bias_state: ``bias_mant << bias_exp``, broadcastable.
+        vth_state: ``vth << 6``.
+        spiking: False: no spike test and no reset (the accumulating output).
+        clip: saturate at the 24-bit membrane range ±(2²³ − 1).
+
+    Returns:
+        (spikes 0/1 of v's dtype, next membrane).
+    """
+    v = v + a * (1 << STATE_SHIFT) + bias_state
+    if clip:
+        v = np.clip(v, -STATE_MAX, STATE_MAX)
+    if not spiking:
+        return np.zeros_like(v), v
+    s = (v >= vth_state).astype(v.dtype)
+    return s, v - s * vth_state
+
+
+class _AbstractSoftResetIFModel(PyLoihiProcessModel):
+    """Shared ``run_spk``: restart, update, send, log. Subclasses fix the dtype and the clip."""
+
+    state_dtype: type = np.int64
+    clip: bool = True
+
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self.spiking: bool = proc_params["spiking"]
+        self.reset_interval: int = proc_params["reset_interval"]
+        self.reset_offset: int = proc_params["reset_offset"]
+        self.log_steps: int = proc_params["log_steps"]
+
+    def run_spk(self) -> None:
+        a = self.a_in.recv().astype(self.state_dtype)
+        if self.reset_interval > 0 and \
+                self.time_step % self.reset_interval == self.reset_offset % self.reset_interval:
+            self.v[:] = self.v_init
+        dt = self.state_dtype
+        bias_state = self.bias_mant.astype(dt) * dt(2) ** dt(self.bias_exp[0])
+        vth_state = dt(self.vth[0]) * dt(1 << STATE_SHIFT)
+        s, v = soft_reset_if_update(self.v.astype(dt), a, bias_state, vth_state, self.spiking, self.clip)
+        self.v[:] = v
+        self.s_out.send(s if self.spiking else v)
+        if self.log_steps:
+            k = (self.time_step - 1) % self.log_steps
+            self.spike_log[k] = s.sum()
+            self.synop_log[:, k] = (self.fanout * s).reshape(self.fanout.shape[0], -1).sum(axis=1)
+            if not self.spiking:
+                self.v_log[..., k] = v
+
+
+@implements(proc=SoftResetIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySoftResetIFModelFixed(_AbstractSoftResetIFModel):
+    """Bit-exact integer model: int64 arithmetic, 24-bit saturating membrane, int32 storage."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    v_init: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=3)
+    fanout: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    spike_log: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    synop_log: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    v_log: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+
+@implements(proc=SoftResetIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySoftResetIFModelFloat(_AbstractSoftResetIFModel):
+    """The same equations in float64, for prototyping: the membrane is NOT clipped to 24 bits, so it
+    equals the fixed-point model exactly until |v| would exceed 2²³ − 1."""
+
+    state_dtype = np.float64
+    clip = False
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    v_init: np.ndarray = LavaPyType(np.ndarray, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, float)
+    fanout: np.ndarray = LavaPyType(np.ndarray, float)
+    spike_log: np.ndarray = LavaPyType(np.ndarray, float)
+    synop_log: np.ndarray = LavaPyType(np.ndarray, float)
+    v_log: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+class _AbstractFrameSourceModel(PyLoihiProcessModel):
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self.frames: np.ndarray = proc_params["frames"]
+        self.timesteps: int = proc_params["timesteps"]
+        self.log_steps: int = proc_params["log_steps"]
+        self.zeros = np.zeros(self.frames.shape[1:], dtype=self.out_dtype)
+
+    def run_spk(self) -> None:
+        n = (self.time_step - 1) // self.timesteps
+        x = self.frames[n].astype(self.out_dtype) if n < len(self.frames) else self.zeros
+        self.s_out.send(x)
+        if self.log_steps:
+            events = (x != 0).astype(np.int64)
+            self.synop_log[:, (self.time_step - 1) % self.log_steps] = \
+                (self.fanout * events).reshape(self.fanout.shape[0], -1).sum(axis=1)
+
+
+@implements(proc=FrameSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyFrameSourceModelFixed(_AbstractFrameSourceModel):
+    """Sends the frames as int32 graded spikes."""
+
+    out_dtype = np.int32
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    fanout: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    synop_log: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@implements(proc=FrameSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyFrameSourceModelFloat(_AbstractFrameSourceModel):
+    """Sends the frames as float graded spikes."""
+
+    out_dtype = np.float64
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    fanout: np.ndarray = LavaPyType(np.ndarray, float)
+    synop_log: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=SpikeDelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PySpikeDelayModel(PyLoihiProcessModel):
+    """Ring buffer of ``delay`` frames: sends what it received ``delay`` steps ago."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    buffer: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def run_spk(self) -> None:
+        x = self.s_in.recv()
+        k = (self.time_step - 1) % self.buffer.shape[0]
+        self.s_out.send(self.buffer[k].copy())
+        self.buffer[k] = x
+
+
+FIXED_PT_MODELS = {SoftResetIF: PySoftResetIFModelFixed, FrameSource: PyFrameSourceModelFixed,
+                   SpikeDelay: PySpikeDelayModel}
+FLOATING_PT_MODELS = {SoftResetIF: PySoftResetIFModelFloat, FrameSource: PyFrameSourceModelFloat,
+                      SpikeDelay: PySpikeDelayModel}
