@@ -22,8 +22,8 @@ demo: setup
 	$(BIN)/slipsnn-train --dataset digits --activation slip --out $(RUN)
 	$(BIN)/slipsnn-export $(RUN)/model.pt -o $(RUN)/model.net --timesteps 4
 	$(BIN)/slipsnn-run $(RUN)/model.net --backend loihi_sim --timesteps 4 --limit 100 --verify --json $(RUN)/run.json
-	$(BIN)/slipsnn chain $(RUN)/model.pt $(RUN)/model.net --timesteps 1 --timesteps 2 --timesteps 4 --backend loihi_sim
-	$(BIN)/slipsnn-report $(RUN)/model.net --dataset digits --timesteps 1 --timesteps 2 --timesteps 4 --profile loihi2 --profile loihi --json $(RUN)/report.json --plots $(RUN)/plots
+	$(BIN)/slipsnn chain $(RUN)/model.pt $(RUN)/model.net --timesteps 1 2 4 --backend loihi_sim
+	$(BIN)/slipsnn-report $(RUN)/model.net --dataset digits --timesteps 1 2 4 --profile loihi2 --profile loihi --json $(RUN)/report.json --plots $(RUN)/plots
 
 test: setup
 	$(PY) -m pytest -q

@@ -28,6 +28,7 @@ MAX_DIM = 65536          # largest size of one dimension read from a file
 MAX_NEURONS = 2 ** 26    # all neurons of a network together
 MAX_WEIGHTS = 2 ** 28    # all weight elements of a network together
 MAX_GROUPS = 4096        # layer groups; residual groups of one layer
+MAX_TEXT = 2 ** 24       # bytes of one fixed-length string (meta_json included)
 CUBA_SILENT_VTH = THRESHOLD_MAX   # the ACCUMULATE output as a CUBA layer that does not spike
 
 Neuron = tuple[np.ndarray, dict[str, Any]]   # (bias to store, neuron/* keys)
@@ -212,12 +213,14 @@ def _dataset(g: h5py.Group, key: str, kinds: str, max_size: int = MAX_NEURONS, m
     """The value of ``g[key]``, checked (present, dtype kind, declared shape) before it is read."""
     try:
         ds = g.get(key)
-    except (OSError, KeyError, ValueError, TypeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:   # RuntimeError: a soft-link loop
         raise FormatError(f"{g.name}/{key}: unreadable ({e})") from e
     if not isinstance(ds, h5py.Dataset):
         raise FormatError(f"{g.name}: missing dataset {key!r}" if ds is None else f"{g.name}/{key} is not a dataset")
     if ds.dtype.kind not in kinds:
         raise FormatError(f"{ds.name}: dtype {ds.dtype}; allowed: {_KINDS[kinds]}")
+    if ds.dtype.kind == "S" and ds.dtype.itemsize > MAX_TEXT:
+        raise FormatError(f"{ds.name}: declared string length {ds.dtype.itemsize} bytes exceeds {MAX_TEXT}")
     if any(d > max_dim for d in ds.shape) or ds.size > max_size:
         raise FormatError(f"{ds.name}: declared shape {ds.shape} exceeds {max_dim} per dimension "
                           f"or {max_size} elements")
@@ -255,12 +258,16 @@ def _str(g: h5py.Group, key: str, allowed: tuple[str, ...] = ()) -> str:
     except UnicodeDecodeError as e:
         raise FormatError(f"{g.name}/{key}: not UTF-8 text ({e})") from e
     if allowed and text not in allowed:
-        raise FormatError(f"{g.name}/{key}: {text!r}; allowed: {list(allowed)}")
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise FormatError(f"{g.name}/{key}: {shown!r}; allowed: {list(allowed)}")
     return text
 
 
 def _group(g: h5py.Group, key: str) -> h5py.Group:
-    sub = g.get(key)
+    try:
+        sub = g.get(key)
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise FormatError(f"{g.name}/{key}: unreadable ({e})") from e
     if not isinstance(sub, h5py.Group):
         raise FormatError(f"{g.name}: missing group {key!r}")
     return sub
@@ -277,10 +284,11 @@ def _numbered(g: h5py.Group, first: int) -> list[h5py.Group]:
 
 
 class _Budget:
-    """Neurons and weight elements read so far, checked before each allocation."""
+    """Neurons and weight elements read so far, checked before each allocation, and the shapes read so far."""
 
     def __init__(self) -> None:
         self.neurons = self.weights = 0
+        self.shapes: dict[int, tuple[int, ...]] = {}   # IR index (−1: the input) → neuron shape
 
     def shape(self, g: h5py.Group, ndim: tuple[int, ...]) -> tuple[int, ...]:
         s = _ints(g, "shape", (1,), 3)
@@ -289,30 +297,47 @@ class _Budget:
         self.neurons += int(np.prod(s, dtype=np.float64))
         if self.neurons > MAX_NEURONS:
             raise FormatError(f"{g.name}/shape: {s.tolist()} brings the network over {MAX_NEURONS} neurons")
-        return tuple(int(v) for v in s)
+        self.shapes[len(self.shapes) - 1] = shape = tuple(int(v) for v in s)
+        return shape
 
-    def weight(self, g: h5py.Group, ndim: int) -> np.ndarray:
-        w = _ints(g, "weight", (ndim,), MAX_WEIGHTS - self.weights, MAX_NEURONS)   # dense: in = C·H·W
+    def weight(self, g: h5py.Group, source: int, padding: tuple[int, ...] | None = None) -> np.ndarray:
+        """The weight of a synapse from ``source`` into the layer being read (``padding``: conv, None: dense).
+
+        Its declared size is bounded before it is read by what such a synapse can hold: out·in (dense),
+        C_out·C_source·(H + 2p)·(W + 2p) (conv: a kernel never exceeds the padded source; p ≤ 64).
+        """
+        layer = len(self.shapes) - 2
+        if source not in self.shapes:
+            raise FormatError(f"{g.name}: residual source {source} names no earlier layer; allowed: −1..{layer - 2}")
+        src, dst = self.shapes[source], self.shapes[layer]
+        if padding is None:
+            bound, ndim = int(np.prod(dst)) * int(np.prod(src)), 2
+        else:
+            c, *hw = src if len(src) == 3 else (int(np.prod(src)), 1, 1)
+            bound, ndim = dst[0] * c, 4
+            for n, p in zip(hw, padding):
+                bound *= n + 2 * min(max(p, 0), 64)
+        w = _ints(g, "weight", (ndim,), min(bound, MAX_WEIGHTS - self.weights), MAX_NEURONS)   # dense: in = C·H·W
         self.weights += w.size
         return w
 
 
-def _read_conv(g: h5py.Group, budget: _Budget) -> dict[str, Any]:
+def _read_conv(g: h5py.Group, source: int, budget: _Budget) -> dict[str, Any]:
     geometry = {k: tuple(int(v) for v in _ints(g, k, (1,), 2)) for k in ("stride", "padding", "dilation")}
-    return dict(weight=budget.weight(g, 4), groups=_int(g, "groups"), **geometry)
+    return dict(weight=budget.weight(g, source, geometry["padding"]), groups=_int(g, "groups"), **geometry)
 
 
-def _read_dense(g: h5py.Group, budget: _Budget) -> dict[str, Any]:
-    return dict(weight=budget.weight(g, 2), weight_exp=_int(g, "wgtExp"))
+def _read_dense(g: h5py.Group, source: int, budget: _Budget) -> dict[str, Any]:
+    return dict(weight=budget.weight(g, source), weight_exp=_int(g, "wgtExp"))
 
 
-_SYN_READERS: dict[SynapseKind, Callable[[h5py.Group, _Budget], dict[str, Any]]] = {
+_SYN_READERS: dict[SynapseKind, Callable[[h5py.Group, int, _Budget], dict[str, Any]]] = {
     SynapseKind.CONV: _read_conv, SynapseKind.DENSE: _read_dense}
 
 
 def _read_synapse(g: h5py.Group, source: int, budget: _Budget) -> IntSynapse:
     kind = SynapseKind(_str(g, "type", tuple(k.value for k in _SYN_READERS)))
-    fields = _SYN_READERS[kind](g, budget)
+    fields = _SYN_READERS[kind](g, source, budget)
     try:
         return IntSynapse(source, kind, **fields)
     except FormatError as e:   # the IR's range checks: add where
@@ -328,7 +353,8 @@ def _read_layer(g: h5py.Group, index: int, budget: _Budget) -> IntLayer:
     synapses = [_read_synapse(g, index - 1, budget)]
     if "residual" in g:
         synapses += [_read_synapse(r, _int(r, "source"), budget) for r in _numbered(_group(g, "residual"), 1)]
-    fields = dict(name=_str(g, "name"), threshold=_int(n, "vThMant"), bias=_ints(g, "bias", (1, 3)),
+    fields = dict(name=_str(g, "name"), threshold=_int(n, "vThMant"),
+                  bias=_ints(g, "bias", (1, 3), int(np.prod(shape))),   # at most one per neuron
                   bias_exp=_int(n, "biasExp"), v_init=_int(n, "vInit"), scale=float(_one(g, "scale", "fiu")))
     try:
         return IntLayer(shape=shape, synapses=tuple(synapses), neuron=NeuronKind(kind), **fields)
@@ -369,10 +395,13 @@ def _read_file(h: h5py.File) -> IntNetwork:
     for key, want in (("input_shape", list(input_shape)), ("num_classes", [layers[-1].num_neurons if layers else 0])):
         if _ints(meta, key, (0, 1), 3).reshape(-1).tolist() != want:
             raise FormatError(f"slipsnn/{key} does not match the layer groups ({want})")
+    text = _str(meta, "meta_json")
     try:
-        info = json.loads(_str(meta, "meta_json"))
-    except ValueError as e:
+        info = json.loads(text)
+    except (ValueError, RecursionError) as e:   # RecursionError: nested deeper than Python's stack
         raise FormatError(f"slipsnn/meta_json: not JSON ({e})") from e
+    if not isinstance(info, dict):
+        raise FormatError(f"slipsnn/meta_json holds {json.dumps(info)[:40]}; expected a JSON object")
     return IntNetwork(input_shape, tuple(layers), _int(meta, "timesteps"), _int(meta, "max_timesteps"), info, version)
 
 
@@ -380,7 +409,8 @@ def read_netx(path: str | Path) -> IntNetwork:
     """Read a slipsnn netx file (written with ``neuron="if_soft"``) back into the identical IR.
 
     Each key is checked before it is read (present, integer dtype, declared size within
-    ``MAX_DIM``/``MAX_NEURONS``/``MAX_WEIGHTS``), values by the IR's own range checks. Files written
+    ``MAX_DIM``/``MAX_NEURONS``/``MAX_WEIGHTS`` and a weight within what its two layers' shapes allow,
+    strings within ``MAX_TEXT`` bytes), values by the IR's own range checks. Files written
     with ``neuron="cuba"`` are refused (their thresholds are folded): run them with stock netx.
 
     Raises:
@@ -400,5 +430,6 @@ def read_netx(path: str | Path) -> IntNetwork:
             return _read_file(h)
     except FormatError as e:
         raise FormatError(f"{path}: {e}") from e
-    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError, IndexError, OverflowError) as e:
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError, IndexError, OverflowError,
+            RuntimeError) as e:   # RuntimeError: HDF5's link iteration on a damaged file
         raise FormatError(f"{path}: unreadable ({type(e).__name__}: {e})") from e

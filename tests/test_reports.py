@@ -14,7 +14,7 @@ from slipsnn.toolchain.costs import ann_macs, count_layers, map_cores, snn_energ
 from slipsnn.toolchain.errors import ProfileError, SlipsnnError
 from slipsnn.toolchain.ir import IntLayer, IntNetwork, IntSynapse
 from slipsnn.toolchain.profiles import Profile, ProfileKind, list_profiles, load_profile
-from slipsnn.toolchain.report import Report, build_report, format_report, report, save_report
+from slipsnn.toolchain.report import Report, build_report, choose_profiles, format_report, report, save_report
 from slipsnn.toolchain.run import RunResult, run_network
 from slipsnn.toolchain.simulate import SimResult, simulate_int
 
@@ -286,6 +286,16 @@ def test_energy_matches_hand_calculation(tmp_path: Path) -> None:
     assert snn_energy(counts, chip, 25.0, chips).total_pj == pytest.approx(50_265.5)
 
 
+def test_choose_profiles(tmp_path: Path) -> None:
+    chips, ann = choose_profiles("loihi")
+    assert [p.name for p in chips] == ["loihi", "loihi2"] and ann.name == "gpu45nm"
+    user = write_profile(tmp_path)
+    chips, ann = choose_profiles([user, "gpu45nm"])          # an ann profile in the list is the ANN baseline
+    assert [p.name for p in chips] == ["testchip", "loihi", "loihi2"] and ann.name == "gpu45nm"
+    with pytest.raises(ProfileError, match="no neuromorphic profile"):
+        choose_profiles(["gpu45nm"])
+
+
 def test_build_report_refuses_bad_arguments(tmp_path: Path) -> None:
     net, run, gpu = hand_net(), hand_run(), load_profile("gpu45nm")
     with pytest.raises(SlipsnnError, match=r"each must be in 1\.\.3"):
@@ -376,7 +386,8 @@ def test_report_entry_point_on_digits(tmp_path: Path) -> None:
     )
     net = IntNetwork((1, 8, 8), layers, timesteps=2, max_timesteps=8, meta={"arch": "tiny", "dataset": "digits"})
     path = write_netx(net, tmp_path / "m.net")
-    rep = report(path, "digits", [1, 4], limit=16, json_path=tmp_path / "r.json", plots_dir=tmp_path / "plots")
+    rep = report(path, None, [1, 4], limit=16, json_path=tmp_path / "r.json", plots_dir=tmp_path / "plots")
+    assert rep.network["dataset"] == "digits"                # taken from the network's metadata
     assert rep.samples == 16 and [s.timesteps for s in rep.steps] == [1, 4]
     assert rep.main_profile == "loihi2" and [p.name for p in rep.profiles] == ["loihi2", "loihi"]
     assert rep.ann_accuracy is None

@@ -152,11 +152,23 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
             raise SystemExit(1)
 
 
+def _timesteps_list() -> Any:
+    """``--timesteps 1 2 4``: the option takes the first value, the rest arrive as trailing arguments."""
+    def deco(fn: Any) -> Any:
+        fn = click.argument("more_timesteps", nargs=-1, type=click.IntRange(min=1))(fn)
+        return click.option("--timesteps", type=click.IntRange(min=1), multiple=True, default=(1, 2, 4),
+                            show_default=True, help="Time-steps to evaluate: --timesteps 1 2 4.")(fn)
+    return deco
+
+
+def _merge_timesteps(timesteps: tuple[int, ...], more: tuple[int, ...]) -> list[int]:
+    return sorted(set(timesteps) | set(more))
+
+
 @click.command(cls=SlipsnnCommand)
 @click.argument("network", type=_PATH_IN)
 @_dataset_option(default=None)
-@click.option("--timesteps", type=click.IntRange(min=1), multiple=True, default=(1, 2, 4), show_default=True,
-              help="Time-steps to report (repeat the option, or list them: --timesteps 1 2 4).")
+@_timesteps_list()
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="fast", show_default=True)
 @click.option("--profile", "profiles", multiple=True, default=("loihi2",), show_default=True,
               help="Chip profile name (hardware_configs/) or TOML file; repeatable.")
@@ -165,12 +177,12 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the PNG plots.")
-def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], backend: str, profiles: tuple[str, ...],
-           limit: int | None, data_root: Path | None, json_path: Path | None, plots_dir: Path | None,
-           debug: bool) -> None:
+def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_timesteps: tuple[int, ...],
+           backend: str, profiles: tuple[str, ...], limit: int | None, data_root: Path | None,
+           json_path: Path | None, plots_dir: Path | None, debug: bool) -> None:
     """Accuracy, activity, energy and latency per layer on chip profiles, against the ANN."""
     from .report import format_report, report as make_report
-    rep = make_report(network, dataset, list(timesteps), backend=backend, profile=list(profiles),
+    rep = make_report(network, dataset, _merge_timesteps(timesteps, more_timesteps), backend=backend, profile=list(profiles),
                       json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit)
     click.echo(format_report(rep))
     for what, where in (("JSON", json_path), ("plots", plots_dir)):
@@ -181,16 +193,16 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], backe
 @click.command(cls=SlipsnnCommand)
 @click.argument("checkpoint", type=_PATH_IN)
 @click.argument("network", type=_PATH_IN)
-@click.option("--timesteps", type=click.IntRange(min=1), multiple=True, default=(1, 2, 4), show_default=True)
+@_timesteps_list()
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="loihi_sim", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @_data_root
-def chain(checkpoint: Path, network: Path, timesteps: tuple[int, ...], backend: str, limit: int | None,
-          data_root: Path | None, debug: bool) -> None:
+def chain(checkpoint: Path, network: Path, timesteps: tuple[int, ...], more_timesteps: tuple[int, ...],
+          backend: str, limit: int | None, data_root: Path | None, debug: bool) -> None:
     """Accuracy at every stage on the same samples: ANN, float SNN, integer SNN, and a backend."""
     from .pipeline import accuracy_chain, format_chain
-    click.echo(format_chain(accuracy_chain(checkpoint, network, timesteps, backend=backend, limit=limit,
-                                           data_root=data_root)))
+    click.echo(format_chain(accuracy_chain(checkpoint, network, _merge_timesteps(timesteps, more_timesteps),
+                                           backend=backend, limit=limit, data_root=data_root)))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -201,6 +213,37 @@ def main() -> None:
 
 for _cmd in (train, export, run, report, chain):
     main.add_command(_cmd)
+
+
+@click.command(cls=SlipsnnCommand)
+@click.argument("checkpoint", type=_PATH_IN)
+@_dataset_option(default=None)
+@click.option("--timesteps", type=click.IntRange(min=1), default=4, show_default=True, help="T of the SNN.")
+@click.option("--delta2", "delta2", type=click.FloatRange(-1, 1, min_open=True, max_open=True), multiple=True,
+              default=(-0.5, -0.25, 0.0, 0.25, 0.5), show_default=True,
+              help="Initial membranes (units of θ) to sweep; repeat the option: --delta2 -0.5 --delta2 0.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use the first N test samples.")
+@_data_root
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the analysis as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the plot (PNG).")
+def analyze(checkpoint: Path, dataset: str | None, timesteps: int, delta2: tuple[float, ...], limit: int | None,
+            data_root: Path | None, json_path: Path | None, plot_path: Path | None, debug: bool) -> None:
+    """Layer-wise conversion error (ANN activation/θ − spikes/T) and how it moves with the initial membrane δ₂."""
+    from .analyze import analyze_conversion, format_analysis, plot_analysis
+    from .atomic import atomic_write_json
+    res = analyze_conversion(checkpoint, timesteps, delta2, limit=limit, data_root=data_root, dataset=dataset)
+    click.echo(format_analysis(res))
+    if json_path:
+        atomic_write_json(json_path, res.to_json())
+        click.echo(f"wrote {json_path}")
+    if plot_path:
+        plot_analysis(res, plot_path)
+        click.echo(f"wrote {plot_path}")
+
+
+main.add_command(analyze)
 
 
 train_main, export_main, run_main, report_main = train, export, run, report

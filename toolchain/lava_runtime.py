@@ -40,6 +40,7 @@ from .simulate import SimResult, synapse_fanout
 INPUT_MESSAGE_BITS = 8        # the image enters as 8-bit graded spikes
 OUTPUT_MESSAGE_BITS = 24      # the accumulating output sends its 24-bit membrane
 STOP_TIMEOUT_S = 20.0         # a graceful Lava stop that takes longer is forced (children terminated)
+POLL_S = 0.005                # how often a running chunk is checked for finished or crashed processes
 LAVA_HINT = "pip install lava-dl==0.6.0 (it brings lava-nc 0.10.0)"
 
 
@@ -378,10 +379,37 @@ def shutdown(proc: Any, timeout_s: float = STOP_TIMEOUT_S) -> None:
         runtime._is_running = False
 
 
-def _run_config(hardware: bool) -> Any:
+def _run_steps(proc: Any, num_steps: int) -> None:
+    """``proc.run(RunSteps(num_steps))``, returning (with the failing model's error) when a Lava process dies.
+
+    Lava's own blocking run waits forever when one model process raises: its neighbours block on
+    the dead process's ports and the runtime service never answers. The run is therefore started
+    non-blocking and the runtime's answer is awaited while the model processes are watched.
+    """
+    from lava.magma.core.run_conditions import RunSteps
+
+    proc.run(condition=RunSteps(num_steps=num_steps, blocking=False))
+    runtime = proc.runtime
+    actors = list(runtime._messaging_infrastructure.actors)
+    while not all(port.probe() for port in runtime.service_to_runtime):
+        dead = [a for a in actors if not _alive(a)]
+        if dead:
+            failure = next((a.exception for a in dead if a.exception), None)
+            detail = f": {failure[0]!r}\n{failure[1]}" if failure else f" (exit code {dead[0].exitcode})"
+            raise RuntimeError(f"a Lava process died during the run{detail}")
+        time.sleep(POLL_S)
+    runtime.wait()
+
+
+def _run_config(hardware: bool, stock_conv: bool = False) -> Any:
     """``Loihi2SimCfg`` (fixed point) or ``Loihi2HwCfg``; models of every CPU process are named
-    explicitly, which also spares the compiler its search through model directories."""
-    from .lava_procs.models import FIXED_PT_MODELS
+    explicitly, which also spares the compiler its search through model directories.
+
+    On CPU, Lava's ``Conv`` runs ``PyConvModelFixedVectorized`` (the same integers as Lava's
+    ``PyConvModelFixed``, whose scipy loop over channel pairs dominates the step time) unless
+    ``stock_conv``.
+    """
+    from .lava_procs.models import FIXED_PT_MODELS, PyConvModelFixedVectorized
     blocks_process, blocks_models = _netx_blocks()
     models: dict = {**FIXED_PT_MODELS, blocks_process.Conv: blocks_models.PyConvModel,
                     blocks_process.Dense: blocks_models.PyDenseModel}
@@ -393,7 +421,7 @@ def _run_config(hardware: bool) -> Any:
     from lava.proc.conv.process import Conv
     from lava.proc.dense.models import PyDenseModelBitAcc
     from lava.proc.dense.process import Dense
-    models.update({Conv: PyConvModelFixed, Dense: PyDenseModelBitAcc})
+    models.update({Conv: PyConvModelFixed if stock_conv else PyConvModelFixedVectorized, Dense: PyDenseModelBitAcc})
     return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=models)
 
 
@@ -434,10 +462,8 @@ def _assemble(net: IntNetwork, graph: LavaGraph, logs: _Logs) -> SimResult:
 
 
 def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: bool, chunk_samples: int,
-              progress: bool) -> tuple[SimResult, dict[str, float]]:
+              progress: bool, stock_conv: bool = False) -> tuple[SimResult, dict[str, float]]:
     """Build, compile, stream all of ``pixels`` through one runtime, read the logs, stop."""
-    from lava.magma.core.run_conditions import RunSteps
-
     chunk_steps = max(1, int(chunk_samples)) * timesteps
     start = time.perf_counter()
     graph = build_lava_graph(net, pixels, timesteps, log_steps=chunk_steps)
@@ -446,7 +472,7 @@ def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: boo
                  [np.zeros((max(1, len(e)), total), dtype=np.int64) for e in graph.out_edges],
                  np.zeros((net.num_classes, total), dtype=np.int64))
     try:
-        executable = graph.source.compile(_run_config(hardware))
+        executable = graph.source.compile(_run_config(hardware, stock_conv))
         with _defer_sigint():
             graph.source.create_runtime(executable=executable)
         compiled = time.perf_counter()
@@ -454,7 +480,7 @@ def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: boo
                   disable=not progress, leave=False) as bar:
             for first in range(0, total, chunk_steps):
                 n = min(chunk_steps, total - first)
-                graph.source.run(condition=RunSteps(num_steps=n, blocking=True))
+                _run_steps(graph.source, n)
                 _read_chunk(graph, logs, first, n)
                 bar.update(n)
         finished = time.perf_counter()
@@ -488,7 +514,8 @@ def _prepare(net: IntNetwork, pixels: torch.Tensor | np.ndarray, timesteps: int,
 
 
 def run_lava(net: IntNetwork, pixels: torch.Tensor | np.ndarray, timesteps: int, *, hardware: bool = False,
-             chunk_samples: int = 64, progress: bool = False) -> tuple[SimResult, dict[str, float]]:
+             chunk_samples: int = 64, progress: bool = False, stock_conv: bool = False
+             ) -> tuple[SimResult, dict[str, float]]:
     """Stream all samples through one compiled Lava network and return what ``simulate_int`` returns.
 
     Sample n enters at step n·T + 1; the layers are pipelined and each restarts at its ``v_init`` at
@@ -501,6 +528,8 @@ def run_lava(net: IntNetwork, pixels: torch.Tensor | np.ndarray, timesteps: int,
         hardware: run on Loihi 2 (``Loihi2HwCfg``) instead of the CPU fixed-point simulation.
         chunk_samples: samples per ``run`` call; activity is read back after each call.
         progress: show a tqdm bar over steps.
+        stock_conv: simulate Lava's ``Conv`` with Lava's own CPU model instead of slipsnn's vectorized
+            one (same integers, ~30× slower on conv-heavy networks).
 
     Returns:
         (``SimResult`` equal bit for bit to ``simulate_int``'s, timing in seconds: ``compile_s``
@@ -516,7 +545,7 @@ def run_lava(net: IntNetwork, pixels: torch.Tensor | np.ndarray, timesteps: int,
         True
     """
     x = _prepare(net, pixels, timesteps, hardware)
-    return _simulate(net, x, int(timesteps), hardware, chunk_samples, progress)
+    return _simulate(net, x, int(timesteps), hardware, chunk_samples, progress, stock_conv)
 
 
 def run_lava_naive(net: IntNetwork, pixels: torch.Tensor | np.ndarray, timesteps: int, *,

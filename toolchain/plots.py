@@ -69,6 +69,11 @@ def _log_if_wide(ax: Any, values: np.ndarray) -> bool:
     return False
 
 
+def _short(v: float) -> str:
+    """A bar label: whole numbers (no exponent) from 100 up, three significant digits below."""
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def _accuracy(plt: Any, d: dict) -> Any:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     acc = 100 * np.asarray(d["per_step"]["accuracy"])
@@ -128,7 +133,7 @@ def _energy(plt: Any, d: dict) -> Any:
     ann_pj = np.array(ann["energy_pj_by_layer"])
     totals = sum(by_op.values())
     unit, scale = energy_unit(float(max(totals.max(), ann_pj.max(), 0.0)))
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(names) + 2), 5))
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(names) + 2) + 3, 5))
     x = np.arange(len(names))
     width = 0.4
     bottom = np.zeros(len(names))
@@ -139,13 +144,18 @@ def _energy(plt: Any, d: dict) -> Any:
     ax.bar(x + width / 2, ann_pj / scale, width, color="lightgrey", edgecolor="black", hatch="//",
            label=f"ANN on {ann['profile']} (MACs)")
     logged = _log_if_wide(ax, np.concatenate([totals, ann_pj]) / scale)
+    for xi, tot, a in zip(x, totals / scale, ann_pj / scale):
+        ax.annotate(_short(tot), (xi - width / 2, tot), textcoords="offset points", xytext=(0, 3), ha="center",
+                    fontsize=7)
+        ax.annotate(_short(a), (xi + width / 2, a), textcoords="offset points", xytext=(0, 3), ha="center",
+                    fontsize=7)
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=45, ha="right")
     ax.set_xlabel("layer")
-    ax.set_ylabel(f"energy per inference ({unit})" + (" (log scale)" if logged else ""))
+    ax.set_ylabel(f"energy per inference ({unit})" + (" (log scale: segments not to scale)" if logged else ""))
     ax.set_title(f"Energy per layer at T = {last['timesteps']}: {_title(d)}\n"
                  f"SNN dynamic {format_energy(e['dynamic_pj'])} + static {format_energy(e['static_pj'])} "
                  f"(not per layer) vs ANN {format_energy(ann['energy_pj'])}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -52,7 +52,7 @@ class StepReport:
     literature: Energy | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Report:
     """A cost report (build with ``build_report``; ``to_json`` and ``format_report`` show the same numbers).
 
@@ -226,17 +226,17 @@ def build_report(net: IntNetwork, run: RunResult, timesteps: Sequence[int], prof
 # ----------------------------------------------------------------------------------------------------------
 # Terminal tables. They are built from ``Report.to_json()``, so the table and the JSON cannot disagree.
 
-def energy_unit(max_pj: float) -> tuple[str, float]:
-    """The unit (name, pJ per unit) that prints ``max_pj`` with at most four digits before the point."""
+def energy_unit(max_pj: float, digits: int = 4) -> tuple[str, float]:
+    """The unit (name, pJ per unit) that prints ``max_pj`` with at most ``digits`` digits before the point."""
     for name, scale in ENERGY_UNITS:
-        if max_pj < 1e4 * scale:
+        if max_pj < 10 ** digits * scale:
             return name, scale
     return ENERGY_UNITS[-1]
 
 
 def format_energy(pj: float) -> str:
     """``pj`` picojoules in the unit that fits, e.g. ``'6.24 µJ'``."""
-    unit, scale = energy_unit(abs(pj))
+    unit, scale = energy_unit(abs(pj), digits=3)
     return f"{pj / scale:.3g} {unit}"
 
 
@@ -310,8 +310,8 @@ def format_report(report: Report | Mapping[str, Any]) -> str:
         for name, t in s["timing"].items():
             lo, hi = t["latency_range_us"]
             tlo, thi = t["throughput_range_per_s"]
-            rows.append([str(s["timesteps"]), name, _g(t["step_time_us"]), _g(t["latency_us"]), f"{_g(lo)}–{_g(hi)}",
-                         _g(t["throughput_per_s"]), f"{_g(tlo)}–{_g(thi)}"])
+            rows.append([str(s["timesteps"]), name, _g(t["step_time_us"]), _g(t["latency_us"]), f"{_g(lo, 3)}–{_g(hi, 3)}",
+                         _g(t["throughput_per_s"]), f"{_g(tlo, 3)}–{_g(thi, 3)}"])
     out += _table(["T", "profile", "step µs", "latency µs", "range µs", "samples/s", "range /s"], rows, left=2) + [""]
 
     for name, m in d["cores"].items():
@@ -343,24 +343,62 @@ def save_report(report: Report, json_path: str | Path | None = None, plots_dir: 
     return written
 
 
-def report(net_path: str | Path, dataset: str, timesteps: int | Sequence[int], backend: str = "fast",
-           profile: str | Path = "loihi2", json_path: str | Path | None = None, plots_dir: str | Path | None = None,
-           data_root: str | Path | None = None, limit: int | None = None, ann_profile: str | Path = "gpu45nm",
-           progress: bool = False) -> Report:
+def choose_profiles(profile: str | Path | Sequence[str | Path] = "loihi2",
+                    ann_profile: str | Path = "gpu45nm") -> tuple[list[Profile], Profile]:
+    """Load the profiles a report uses: the given ones first, then every other built-in neuromorphic one.
+
+    Args:
+        profile: one profile or several (names or TOML paths); the first neuromorphic one is the main
+            profile. A profile of kind ``ann`` among them replaces ``ann_profile``.
+        ann_profile: profile of the ANN baseline.
+
+    Returns:
+        (neuromorphic profiles, main first; the ANN profile).
+
+    Raises:
+        ProfileError: a profile cannot be loaded, none is neuromorphic, or more than one is ``ann``.
+    """
+    given = [profile] if isinstance(profile, (str, Path)) else list(profile)
+    loaded = [load_profile(p) for p in given]
+    anns = [p for p in loaded if p.kind is ProfileKind.ANN]
+    if len(anns) > 1:
+        raise ProfileError(f"more than one ANN profile given: {', '.join(p.name for p in anns)}; allowed: one")
+    chips = [p for p in loaded if p.kind is ProfileKind.NEUROMORPHIC]
+    if not chips:
+        raise ProfileError(f"no neuromorphic profile among {[p.name for p in loaded]}; built-in profiles: "
+                           + ", ".join(list_profiles()))
+    names = {p.name for p in chips}
+    for name in list_profiles():
+        if name not in names:
+            p = load_profile(name)
+            if p.kind is ProfileKind.NEUROMORPHIC:
+                chips.append(p)
+                names.add(name)
+    return chips, anns[0] if anns else load_profile(ann_profile)
+
+
+def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[int], backend: str = "fast",
+           profile: str | Path | Sequence[str | Path] = "loihi2", json_path: str | Path | None = None,
+           plots_dir: str | Path | None = None, data_root: str | Path | None = None, limit: int | None = None,
+           ann_profile: str | Path = "gpu45nm", progress: bool = False) -> Report:
     """Load a network file and a test split, run once with T = max(timesteps), report and save.
 
     Args:
         net_path: exported network file (netx HDF5).
-        dataset: data set name (``data.DATASETS``); its ``test`` split is used.
+        dataset: data set name (``data.DATASETS``); its ``test`` split is used. None: the data set recorded
+            in the network's metadata.
         timesteps: one t or several; the run uses the largest.
         backend: ``fast``, ``loihi_sim`` or ``loihi`` (``run.BACKENDS``).
-        profile: main neuromorphic profile (name or path); the other built-in neuromorphic profiles
-            are reported beside it.
+        profile: the main neuromorphic profile (name or TOML path), or several, main first; every other
+            built-in neuromorphic profile is reported beside them (``choose_profiles``).
         json_path, plots_dir: where to save the JSON and the plots (None: not saved).
         data_root: data folder (``data.load_tensors``).
         limit: use only the first ``limit`` test samples.
         ann_profile: profile of the ANN baseline.
         progress: show progress bars.
+
+    Raises:
+        SlipsnnError: bad timesteps, no data set, or any error of loading, running or costing.
 
     Example:
         >>> rep = report("runs/d/model.net", "digits", [1, 2, 4], limit=100)   # doctest: +SKIP
@@ -370,11 +408,11 @@ def report(net_path: str | Path, dataset: str, timesteps: int | Sequence[int], b
     ts = [int(timesteps)] if isinstance(timesteps, (int, np.integer)) else [int(t) for t in timesteps]
     if not ts or min(ts) < 1:
         raise SlipsnnError(f"timesteps {ts}: give at least one, each ≥ 1")
-    main = load_profile(profile)
-    others = [load_profile(n) for n in list_profiles() if n != main.name]
-    profiles = [main, *(p for p in others if p.kind is ProfileKind.NEUROMORPHIC)]
-    ann = load_profile(ann_profile)
+    profiles, ann = choose_profiles(profile, ann_profile)
     net = load_network(net_path)
+    dataset = dataset or net.meta.get("dataset")
+    if not dataset:
+        raise SlipsnnError(f"{net_path} does not record its data set; name one (--dataset)")
     images, labels = load_tensors(dataset, "test", data_root, limit)
     pixels = (images * 255).round()
     run = run_network(net, pixels, labels, max(ts), backend, progress=progress)

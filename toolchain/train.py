@@ -37,19 +37,34 @@ CHECKPOINT_NAME = "model.pt"
 
 # Per-data-set defaults of ``TrainConfig`` (fields left at None).
 #
-# digits (sklearn, 1347 train / 450 test images, 8×8): measured on 2 CPU cores, torch 2.3.1, seed 0,
-# width 1, 30 epochs, batch 64, lr 0.1, θ₀ = 2:
-#   preset slip (a=0.5, δ₂=0.5)   ANN    float SNN T=1 / 2 / 4 / 8
-#     L = 4                       see the table in the report below
-#     L = 8
-#     L = 16
-# (filled in from ``benchmarks``-style measurements; see the module-level comment ``_DIGITS_NOTE``).
-# CIFAR-10/100 follow the paper (SGD lr 0.1, cosine, batch 128, 300 epochs, θ₀ = 8, L = 16);
-# Tiny-ImageNet uses the same recipe on ResNet-18; MNIST reuses the digits CNN (two 2×2 pools: 28→7)
-# with a short schedule that was not measured here (no MNIST files on the build machine).
+# digits (sklearn, 1347 train / 450 test 8×8 images; one test image = 0.22 %): 30 epochs, batch 64,
+# lr 0.1, cosine. Measured with torch 2.3.1 on the CPU, mean of seeds 0, 1, 2, accuracy in %:
+#
+#   activation  L   θ₀    ANN    float SNN T=1    T=2    T=4    T=8
+#   slip        4   1.0   99.41       98.07  99.04  99.33  99.19   ← default
+#   slip        8   1.0   99.41       97.63  99.04  99.18  99.18
+#   slip       16   1.0   99.41       97.63  98.89  99.04  99.04
+#   slip        4   0.5   99.41       97.85  98.74  99.11  99.19
+#   slip        8   0.5   99.48       97.19  99.19  99.11  99.41
+#   slip       16   0.5   99.41       95.56  98.15  98.81  99.26
+#   slip        4   2.0   99.63       93.26  98.74  99.56  99.63
+#   slip        8   2.0   99.63       88.08  99.04  99.41  99.63
+#   slip       16   2.0   99.63       87.78  98.00  99.56  99.48
+#   slip        8   4.0   99.56       29.56  74.67  97.56  98.89   (seed 0 only)
+#   slip        8   8.0   99.78        9.56  36.89  81.11  96.00   (seed 0 only; the paper's θ₀ for CIFAR)
+#   qcfs        4   1.0   99.63       98.29  99.11  99.33  99.33
+#   relu        –   –     99.71       50.67  87.26  97.48  99.56   (θ = 99.9th percentile, calibrated)
+#
+# θ₀ dominates low-T conversion: the digits CNN's pre-activations are O(1), and with θ₀ = 8 the short
+# schedule never brings θ down, so one step rarely reaches the threshold. L matters less; L = 4 converts
+# best at T = 1 and T = 4 with θ₀ = 1 (differences between L are within ~2 test images). A run takes
+# ~15 s of 1-thread CPU time (about 0.45 s per epoch at width 1).
+# CIFAR-10/100 follow the paper (SGD lr 0.1, cosine, batch 128, 300 epochs, θ₀ = 8, L = 16, augmentation);
+# Tiny-ImageNet uses the same recipe on ResNet-18. MNIST reuses the digits CNN (two 2×2 pools: 28 → 7)
+# and the digits L and θ₀ with a 20-epoch schedule, not measured here (no MNIST files on the build machine).
 DATASET_DEFAULTS: dict[str, dict] = {
-    "digits": dict(arch="digits_cnn", epochs=30, lr=0.1, batch_size=64, L=8, theta_init=2.0, augment=False),
-    "mnist": dict(arch="digits_cnn", epochs=20, lr=0.05, batch_size=128, L=8, theta_init=2.0, augment=False),
+    "digits": dict(arch="digits_cnn", epochs=30, lr=0.1, batch_size=64, L=4, theta_init=1.0, augment=False),
+    "mnist": dict(arch="digits_cnn", epochs=20, lr=0.05, batch_size=128, L=4, theta_init=1.0, augment=False),
     "cifar10": dict(arch="resnet20", epochs=300, lr=0.1, batch_size=128, theta_init=8.0, augment=True),
     "cifar100": dict(arch="resnet20", epochs=300, lr=0.1, batch_size=128, theta_init=8.0, augment=True),
     "tiny-imagenet": dict(arch="resnet18", epochs=300, lr=0.1, batch_size=128, theta_init=8.0, augment=True),

@@ -8,6 +8,7 @@ Imports are absolute: Lava executes this file outside its package while it looks
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
@@ -15,6 +16,9 @@ from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.conv.models import AbstractPyConvModel
+from lava.proc.conv.process import Conv
+from lava.proc.conv.utils import signed_clamp
 
 from slipsnn.toolchain.ir import STATE_MAX, STATE_SHIFT
 from slipsnn.toolchain.lava_procs.process import FrameSource, SoftResetIF, SpikeDelay
@@ -40,7 +44,7 @@ def soft_reset_if_update(v: np.ndarray, a: np.ndarray, bias_state: np.ndarray, v
         v = np.clip(v, -STATE_MAX, STATE_MAX)
     if not spiking:
         return np.zeros_like(v), v
-    s = (v >= vth_state).astype(v.dtype)
+    s = (v > vth_state).astype(v.dtype)
     return s, v - s * vth_state
 
 
@@ -175,6 +179,81 @@ class PySpikeDelayModel(PyLoihiProcessModel):
         k = (self.time_step - 1) % self.buffer.shape[0]
         self.s_out.send(self.buffer[k].copy())
         self.buffer[k] = x
+
+
+def conv_kernel_matrices(weight: np.ndarray, groups: int) -> list[np.ndarray]:
+    """Per group, the (C_in/groups · kW · kH, C_out/groups) float64 matrix of a Lava conv kernel.
+
+    ``weight`` is Lava's (C_out, kW, kH, C_in/groups) kernel of a true convolution; flipping it back
+    gives the correlation kernel that multiplies the input windows.
+    """
+    corr = np.asarray(weight, dtype=np.float64)[:, ::-1, ::-1, :]
+    o_group = corr.shape[0] // groups
+    return [np.ascontiguousarray(corr[g * o_group:(g + 1) * o_group].transpose(0, 3, 1, 2).reshape(o_group, -1).T)
+            for g in range(groups)]
+
+
+def conv_lava_layout(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+                     dilation: tuple[int, int], groups: int,
+                     matrices: list[np.ndarray] | None = None) -> np.ndarray:
+    """What ``lava.proc.conv.utils.conv`` computes, vectorized: a true 2-D convolution in Lava's layout.
+
+    Args:
+        x: (W, H, C_in) input.
+        weight: (C_out, kW, kH, C_in/groups) Lava kernel (spatially flipped relative to torch).
+        stride, padding, dilation: (W, H) order.
+        groups: convolution groups.
+        matrices: ``conv_kernel_matrices(weight, groups)``, when already computed.
+
+    Returns:
+        float64 (W_out, H_out, C_out). The products and sums are integers below 2⁵³ for 24-bit inputs and
+        8-bit weights (|x·w| < 2³³, fewer than 2²⁰ terms), so float64 matrix products are exact and fast.
+    """
+    c_out, kw, kh, c_group = weight.shape
+    mats = conv_kernel_matrices(weight, groups) if matrices is None else matrices
+    xp = np.pad(x.astype(np.float64), ((padding[0], padding[0]), (padding[1], padding[1]), (0, 0)))
+    win = sliding_window_view(xp, ((kw - 1) * dilation[0] + 1, (kh - 1) * dilation[1] + 1), axis=(0, 1))
+    win = win[::stride[0], ::stride[1], :, ::dilation[0], ::dilation[1]]     # (W_out, H_out, C_in, kW, kH)
+    w_out, h_out = win.shape[:2]
+    o_group = c_out // groups
+    out = np.empty((w_out, h_out, c_out), dtype=np.float64)
+    for g, mat in enumerate(mats):
+        cols = win[:, :, g * c_group:(g + 1) * c_group].reshape(w_out * h_out, c_group * kw * kh)
+        out[:, :, g * o_group:(g + 1) * o_group] = (cols @ mat).reshape(w_out, h_out, o_group)
+    return out
+
+
+@implements(proc=Conv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyConvModelFixedVectorized(AbstractPyConvModel):
+    """Lava's stock fixed-point ``Conv`` model (``PyConvModelFixed``) with its scipy loop over channel pairs
+    replaced by one matrix product per group: the same integers (then wrapped to 24 bits), ~30× faster.
+
+    Differs only where Lava's own model is undefined: a sum beyond the int32 range, which Lava casts
+    to int32 before wrapping, is wrapped exactly here.
+    """
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    weight: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self.matrices: list[np.ndarray] | None = None   # built from the weight Var at the first step
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.a_buf)
+        x = self.s_in.recv()
+        if self.num_message_bits.item() == 0:
+            x = x.astype(bool)
+        groups = int(self.groups[0])
+        if self.matrices is None:
+            self.matrices = conv_kernel_matrices(self.weight, groups)
+        a = conv_lava_layout(x, self.weight, tuple(int(v) for v in self.stride), tuple(int(v) for v in self.padding),
+                             tuple(int(v) for v in self.dilation), groups, self.matrices)
+        self.a_buf = signed_clamp(np.rint(a).astype(np.int64), bits=24)
 
 
 FIXED_PT_MODELS = {SoftResetIF: PySoftResetIFModelFixed, FrameSource: PyFrameSourceModelFixed,

@@ -1,0 +1,429 @@
+"""The Lava backends: slipsnn's neuron process against hand-computed traces, the streamed Lava network
+bit for bit against ``simulate_int``, the ``loihi`` pre-flight message, lazy imports, and that no Lava
+OS process survives a failure or Ctrl-C.
+
+Tests marked ``lava`` start Lava runtimes (one OS process per leaf process; a few seconds each).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from slipsnn.toolchain.errors import BackendUnavailable
+from slipsnn.toolchain.ir import STATE_MAX, IntLayer, IntNetwork, IntSynapse
+from slipsnn.toolchain.neurons import IntIFParams, int_if_step
+from slipsnn.toolchain.simulate import SimResult, simulate_int
+
+pytest.importorskip("lava.magma.core.process.process", reason="Lava is not installed")
+
+from slipsnn.toolchain import lava_runtime  # noqa: E402  (after the skip: the module itself imports no Lava)
+from slipsnn.toolchain.lava_runtime import run_lava, run_lava_naive  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+def _weights(rng: np.random.Generator, low: int, high: int, *shape: int) -> np.ndarray:
+    """Even integers in [2·low, 2·high)."""
+    return (rng.integers(low, high, shape) * 2).astype(np.int32)
+
+
+def _pixels(n: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    return torch.as_tensor(np.random.default_rng(seed).integers(0, 256, (n, *shape)), dtype=torch.uint8)
+
+
+def assert_same_result(got: SimResult, ref: SimResult) -> None:
+    """logits, spikes and synops bit-exact; the message shows where they differ."""
+    for name in ("logits", "spikes", "synops"):
+        a, b = getattr(got, name), getattr(ref, name)
+        assert a.shape == b.shape, f"{name}: shape {a.shape} != {b.shape}"
+        assert (a == b).all(), f"{name} differs at {np.argwhere(a != b)[:5]}"
+
+
+def _live_children() -> set[int]:
+    """PIDs of this process's live children (not zombies, not Python's shared-memory resource tracker)."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z" and b"resource_tracker" not in cmdline:
+            found.add(int(entry))
+    return found
+
+
+# --------------------------------------------------------------------------------------------------
+# networks
+
+def chain_net(seed: int = 3) -> IntNetwork:
+    """conv 3×3 stride 2, padding (1, 2) on a 7×10 input (per-neuron bias) → grouped conv → dense
+    (weight_exp −1) → dense output whose weights are all ≤ 0 and reach −256 (weight_exp 1)."""
+    rng = np.random.default_rng(seed)
+    out_w = -(rng.integers(0, 129, (5, 20)) * 2).astype(np.int32)
+    out_w[0, 0] = -256
+    layers = (
+        IntLayer("conv0", (4, 4, 6), (IntSynapse(-1, "conv", _weights(rng, -10, 11, 4, 2, 3, 3), stride=(2, 2),
+                                                 padding=(1, 2)),),
+                 "IF_SOFT", 1500, rng.integers(-300, 300, (4, 4, 6)), 3, 64 * 700, 1500.0),
+        IntLayer("conv1", (6, 4, 6), (IntSynapse(0, "conv", _weights(rng, -60, 90, 6, 2, 3, 3), padding=(1, 1),
+                                                 groups=2),),
+                 "IF_SOFT", 300, rng.integers(-20, 20, (6,)), 2, 64 * 150 + 5, 300.0),
+        IntLayer("fc2", (20,), (IntSynapse(1, "dense", _weights(rng, -90, 110, 20, 144), weight_exp=-1),),
+                 "IF_SOFT", 400, rng.integers(-40, 40, (20,)), 1, 0, 400.0),
+        IntLayer("out", (5,), (IntSynapse(2, "dense", out_w, weight_exp=1),),
+                 "ACCUMULATE", 0, rng.integers(-40, 40, (5,)), 2, 0, 37.5),
+    )
+    return IntNetwork((2, 7, 10), layers, timesteps=3, max_timesteps=8)
+
+
+def residual_net(seed: int = 4) -> IntNetwork:
+    """conv → conv + 1×1 conv from the input (delay 1) → conv + identity depthwise 1×1 from layer 0
+    (delay 1) → dense output + dense from layer 0 (delay 2)."""
+    rng = np.random.default_rng(seed)
+    identity = np.full((3, 1, 1, 1), 128, np.int32)
+    conv3 = lambda cin: _weights(rng, -60, 90, 3, cin, 3, 3)  # noqa: E731
+    layers = (
+        IntLayer("b0", (3, 5, 6), (IntSynapse(-1, "conv", _weights(rng, -8, 10, 3, 2, 3, 3), padding=(1, 1)),),
+                 "IF_SOFT", 2000, rng.integers(-50, 50, (3,)), 4, 64 * 1000, 2000.0),
+        IntLayer("b1", (3, 5, 6), (IntSynapse(0, "conv", conv3(3), padding=(1, 1)),
+                                   IntSynapse(-1, "conv", _weights(rng, -3, 4, 3, 2, 1, 1))),
+                 "IF_SOFT", 600, rng.integers(-20, 20, (3,)), 3, 64 * 300, 600.0),
+        IntLayer("b2", (3, 5, 6), (IntSynapse(1, "conv", conv3(3), padding=(1, 1)),
+                                   IntSynapse(0, "conv", identity, groups=3)),
+                 "IF_SOFT", 500, rng.integers(-20, 20, (3,)), 3, 64 * 250, 500.0),
+        IntLayer("out", (4,), (IntSynapse(2, "dense", _weights(rng, -128, 128, 4, 90)),
+                               IntSynapse(0, "dense", _weights(rng, -128, 128, 4, 90), weight_exp=-2)),
+                 "ACCUMULATE", 0, rng.integers(-40, 40, (4,)), 0, 0, 3.0),
+    )
+    return IntNetwork((2, 5, 6), layers, timesteps=3, max_timesteps=8)
+
+
+# --------------------------------------------------------------------------------------------------
+# pure layout checks (no Lava processes)
+
+@pytest.mark.parametrize("geometry", [
+    dict(stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=1, k=(3, 3), shape=(3, 7, 10)),
+    dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2), groups=2, k=(3, 2), shape=(4, 9, 6)),
+    dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=4, k=(1, 1), shape=(4, 5, 3)),
+])
+def test_conv_layout_computes_torch_conv2d(geometry: dict) -> None:
+    """Lava's stock conv and slipsnn's vectorized model, fed ``conv_params``, compute torch ``conv2d``."""
+    from lava.proc.conv.utils import conv as lava_conv
+
+    from slipsnn.toolchain.lava_procs.models import conv_lava_layout
+
+    rng = np.random.default_rng(0)
+    c, h, w = geometry["shape"]
+    g = geometry["groups"]
+    syn = IntSynapse(-1, "conv", _weights(rng, -128, 128, 6 if g != 4 else 4, c // g, *geometry["k"]),
+                     stride=geometry["stride"], padding=geometry["padding"], dilation=geometry["dilation"], groups=g)
+    x = rng.integers(0, 256, (c, h, w))
+    ref = torch.nn.functional.conv2d(torch.as_tensor(x[None], dtype=torch.float64),
+                                     torch.as_tensor(syn.weight, dtype=torch.float64), stride=syn.stride,
+                                     padding=syn.padding, dilation=syn.dilation, groups=g)[0].numpy()
+    p = lava_runtime.conv_params(syn)
+    kernel = p["weight"].shape[1:3]
+    stock = lava_conv(lava_runtime.to_lava_layout(x).astype(np.int32), p["weight"], kernel, p["stride"],
+                      p["padding"], p["dilation"], p["groups"])
+    fast = conv_lava_layout(lava_runtime.to_lava_layout(x), p["weight"], p["stride"], p["padding"], p["dilation"],
+                            p["groups"])
+    want = lava_runtime.to_lava_layout(ref)
+    assert stock.shape == want.shape and (stock == want).all(), f"{np.argwhere(stock != want)[:5]}"
+    assert (fast == want).all(), f"{np.argwhere(fast != want)[:5]}"
+
+
+def test_dense_params_survive_lava_weight_clipping() -> None:
+    """An all-non-positive matrix holding −256 is clipped to −255 by Lava's Dense; ``dense_params`` avoids it."""
+    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+
+    rng = np.random.default_rng(1)
+    s = rng.integers(0, 2, 30)
+    inhibitory = -(rng.integers(0, 129, (7, 30)) * 2)
+    inhibitory[0, 0] = -256
+    cases = [(inhibitory, 1), (np.full((3, 30), -256), -1), (_weights(rng, -128, 128, 7, 30), -2),
+             (_weights(rng, 0, 128, 7, 30), 0)]
+    for weight, exp in cases:
+        syn = IntSynapse(0, "dense", weight.astype(np.int32), weight_exp=exp)
+        w, e = lava_runtime.dense_params(syn)
+        mode = determine_sign_mode(w)
+        lava_w = truncate_weights(clip_weights(w, mode, num_bits=8), mode, num_weight_bits=8)
+        acc = lava_w[:, s.astype(bool)].sum(axis=1)
+        got = np.left_shift(acc, e) if e > 0 else np.right_shift(acc, -e)
+        want = (syn.weight.astype(np.int64) @ s) << exp if exp >= 0 else (syn.weight.astype(np.int64) @ s) >> -exp
+        assert (got == want).all(), f"weight_exp {exp}: {np.argwhere(got != want)[:5]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# the neuron process against hand-computed traces
+
+# SoftResetIF A: vth 2 (128 state units), bias_exp 2, restarts at steps 1 and 5 (interval 4, offset 1).
+#   neuron 0: v_init 60, bias 1 (4/step): exactly 128 at step 1 fires (≥), 196 → remainder 68, restart.
+#   neuron 1: v_init 0: ±2²⁴ inputs saturate at ±(2²³ − 1) (fires from the clipped value).
+#   neuron 2: v_init 79, bias −4 (−16/step): 127 stays below, restart from 15 → 63.
+A_INPUT = np.array([[1, 3, 0, 0, 0, 2, 0, 0],
+                    [2 ** 17, -2 ** 18, 0, 0, 2 ** 16, 2 ** 16, 0, 0],
+                    [1, 0, 1, 0, 0, 0, 0, 3]])
+A_SPIKES = np.array([[1, 1, 0, 0, 0, 1, 0, 0],
+                     [1, 0, 0, 0, 1, 1, 1, 1],
+                     [0, 0, 1, 0, 0, 0, 0, 1]])
+A_V = np.array([[0, 68, 72, 76, 64, 68, 72, 76],
+                [2 ** 23 - 1 - 128, -(2 ** 23 - 1), -(2 ** 23 - 1), -(2 ** 23 - 1), 2 ** 22 - 128,
+                 2 ** 23 - 256, 2 ** 23 - 384, 2 ** 23 - 512],
+                [127, 111, 31, 15, 63, 47, 31, 79]])
+A_FANOUT = np.array([1, 2, 3])
+# ACCUMULATE B: bias_exp 0, restarts at steps 2, 5, 8 (interval 3, offset 2); sends v every step.
+#   neuron 0: v_init 320, bias 3.   neuron 1: v_init 0, bias −1, saturates at both ends.
+B_INPUT = np.array([[1, 2, 0, -1, 0, 0, 1, 0],
+                    [0, 2 ** 17, 2 ** 17, 0, -2 ** 18, 0, 0, 0]])
+B_V = np.array([[387, 451, 454, 393, 323, 326, 393, 323],
+                [-1, 2 ** 23 - 1, 2 ** 23 - 1, 2 ** 23 - 2, -(2 ** 23 - 1), -(2 ** 23 - 1), -(2 ** 23 - 1), -1]])
+
+
+def _reference_trace(inputs: np.ndarray, v_init: np.ndarray, bias_state: np.ndarray, vth: int, spiking: bool,
+                     interval: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same trace from ``neurons.int_if_step`` (the simulator's step), with the per-sample restart."""
+    p = IntIFParams(torch.as_tensor(bias_state), vth << 6, spiking)
+    v = torch.as_tensor(v_init, dtype=torch.int64)
+    spikes, vs = [], []
+    for t in range(inputs.shape[1]):
+        if (t + 1) % interval == offset % interval:
+            v = torch.as_tensor(v_init, dtype=torch.int64)
+        s, v = int_if_step(v, torch.as_tensor(inputs[:, t], dtype=torch.int64), p)
+        spikes.append(s.numpy())
+        vs.append(v.numpy())
+    return np.stack(spikes, 1), np.stack(vs, 1)
+
+
+def test_hand_traces_match_int_if_step() -> None:
+    s, v = _reference_trace(A_INPUT, np.array([60, 0, 79]), np.array([4, 0, -16]), 2, True, 4, 1)
+    assert (s == A_SPIKES).all() and (v == A_V).all()
+    _, v = _reference_trace(B_INPUT, np.array([320, 0]), np.array([3, -1]), 0, False, 3, 2)
+    assert (v == B_V).all()
+    assert np.abs(A_V).max() <= STATE_MAX and np.abs(B_V).max() == STATE_MAX
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
+def test_soft_reset_if_process_follows_hand_trace(tag: str) -> None:
+    """Threshold at exactly v = vth·64, subtraction remainder, v_init, bias·2^exp, the 24-bit clip, the
+    per-sample restart, the spike/synop logs, and ACCUMULATE's graded output (floating_pt: no clip)."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    from slipsnn.toolchain.lava_procs.models import FIXED_PT_MODELS, FLOATING_PT_MODELS
+    from slipsnn.toolchain.lava_procs.process import SoftResetIF
+
+    steps = A_INPUT.shape[1]
+    models = FIXED_PT_MODELS if tag == "fixed_pt" else FLOATING_PT_MODELS
+    cfg = Loihi2SimCfg(select_tag=tag, exception_proc_model_map=dict(models))
+
+    def run(inputs: np.ndarray, **params) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Drive one neuron process from a RingBuffer step by step; (sent values, v after each step, logs)."""
+        with lava_runtime._lava_root_logging():
+            source = Source(data=inputs.astype(np.int32))
+            neuron = SoftResetIF(shape=(len(inputs),), log_steps=steps, **params)
+            sink = Sink(shape=(len(inputs),), buffer=steps)
+            source.s_out.connect(neuron.a_in)
+            neuron.s_out.connect(sink.a_in)
+        v = []
+        try:
+            for t in range(steps):
+                neuron.run(RunSteps(1), cfg if t == 0 else None)
+                v.append(neuron.v.get())
+            logs = {name: getattr(neuron, name).get() for name in ("spike_log", "synop_log", "v_log")}
+            return sink.data.get(), np.stack(v, 1), logs
+        finally:
+            lava_runtime.shutdown(neuron)
+
+    spikes, v_a, logs_a = run(A_INPUT, vth=2, v_init=np.array([60, 0, 79]), bias_mant=np.array([1, 0, -4]),
+                              bias_exp=2, reset_interval=4, reset_offset=1, fanout=A_FANOUT[None])
+    v_b, _, logs_b = run(B_INPUT, vth=0, v_init=np.array([320, 0]), bias_mant=np.array([3, -1]), bias_exp=0,
+                         spiking=False, reset_interval=3, reset_offset=2)
+    rows = [0, 1, 2] if tag == "fixed_pt" else [0, 2]          # floating_pt does not saturate neuron 1
+    assert (spikes[rows] == A_SPIKES[rows]).all(), f"{np.argwhere(spikes[rows] != A_SPIKES[rows])[:5]}"
+    assert (v_a[rows] == A_V[rows]).all(), f"{np.argwhere(v_a[rows] != A_V[rows])[:5]}"
+    b_rows = [0, 1] if tag == "fixed_pt" else [0]
+    assert (v_b[b_rows] == B_V[b_rows]).all() and (logs_b["v_log"][b_rows] == B_V[b_rows]).all()
+    if tag == "fixed_pt":
+        assert (logs_a["spike_log"] == A_SPIKES.sum(0)).all()
+        assert (logs_a["synop_log"][0] == A_FANOUT @ A_SPIKES).all()
+        assert not logs_b["spike_log"].any()
+    else:
+        assert v_a[1, 0] == 2 ** 23 - 128, "floating_pt keeps the unclipped membrane"
+
+
+# --------------------------------------------------------------------------------------------------
+# the whole network, bit for bit against simulate_int
+
+def _check_activity(ref: SimResult) -> None:
+    """Guard against a vacuous comparison: every spiking layer fires and the logits move."""
+    assert (ref.spikes[:, :-1].sum(axis=(0, 2)) > 0).all(), ref.spikes.sum(axis=(0, 2))
+    assert len(np.unique(ref.logits)) > 10
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("make, samples, chunk", [(chain_net, 6, 4), (residual_net, 5, 2)])
+def test_streamed_lava_equals_simulate_int(make, samples: int, chunk: int) -> None:
+    """Several samples streamed through one runtime (chunk boundaries inside samples and in the tail)."""
+    net = make()
+    pixels = _pixels(samples, net.input_shape, seed=samples)
+    ref = simulate_int(net, pixels, net.timesteps)
+    _check_activity(ref)
+    got, timing = run_lava(net, pixels, net.timesteps, chunk_samples=chunk)
+    assert_same_result(got, ref)
+    assert timing["steps"] == samples * net.timesteps + len(net.layers)
+    assert set(timing) >= {"compile_s", "run_s", "steps", "samples_per_s", "steps_per_s"}
+
+
+@pytest.mark.lava
+def test_stock_lava_conv_model_equals_simulate_int() -> None:
+    """The same comparison with Lava's own (slow) CPU Conv model instead of the vectorized one."""
+    net = chain_net()
+    pixels = _pixels(2, net.input_shape, seed=11)
+    got, _ = run_lava(net, pixels, net.timesteps, stock_conv=True)
+    assert_same_result(got, simulate_int(net, pixels, net.timesteps))
+
+
+@pytest.mark.lava
+def test_lowered_digits_model_equals_simulate_int() -> None:
+    """The real pipeline (build → lower → quantize) on a tiny digits CNN; the naive per-sample run agrees."""
+    from slipsnn.toolchain.activations import preset_params
+    from slipsnn.toolchain.lower import lower
+    from slipsnn.toolchain.models import ModelConfig, build_model
+    from slipsnn.toolchain.quantize import quantize
+
+    torch.manual_seed(0)
+    cfg = ModelConfig("digits_cnn", 10, (1, 8, 8), (0.3,), (0.4,), width=0.25)
+    net = quantize(lower(build_model(cfg, preset_params("slip", L=4), theta=1.0), cfg.input_shape))
+    pixels = _pixels(5, cfg.input_shape, seed=5)
+    ref = simulate_int(net, pixels, 4)
+    got, _ = run_lava(net, pixels, 4, chunk_samples=2)
+    assert_same_result(got, ref)
+    naive, timing = run_lava_naive(net, pixels[:2], 4)
+    assert_same_result(naive, SimResult(ref.logits[:2], ref.spikes[:2], ref.synops[:2], ref.layer_names))
+    assert timing["steps"] == 2 * (4 + len(net.layers))
+
+
+# --------------------------------------------------------------------------------------------------
+# backends, imports and cleanup
+
+def test_loihi_backend_explains_what_is_missing() -> None:
+    """Without lava-loihi: one sentence naming what is missing and suggesting loihi_sim, before compiling."""
+    missing = lava_runtime.check_loihi2()
+    if not missing:
+        pytest.skip("a Loihi 2 system is configured here")
+    net = chain_net()
+    with pytest.raises(BackendUnavailable) as info:
+        run_lava(net, _pixels(1, net.input_shape, 0), 3, hardware=True)
+    msg = str(info.value)
+    assert "lava-loihi" in msg and "loihi_sim" in msg and missing[0] in msg
+    assert "\n" not in msg and ". " not in msg, msg
+    assert "CLoihiProcessModel" not in msg
+
+
+def test_missing_lava_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "lava.magma.core.run_configs", None)
+    net = chain_net()
+    with pytest.raises(BackendUnavailable, match=r"pip install lava-dl==0\.6\.0"):
+        run_lava(net, _pixels(1, net.input_shape, 0), 3)
+
+
+def test_importing_the_toolchain_does_not_import_lava() -> None:
+    code = ("import sys, slipsnn.toolchain.lava_runtime, slipsnn.toolchain.run\n"
+            "bad = sorted(m for m in sys.modules if m == 'lava' or m.startswith(('lava.', 'slipsnn.toolchain.lava_procs')))\n"
+            "assert not bad, bad\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("where", ["model", "host"])
+def test_no_lava_process_survives_a_failing_run(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model process raising mid-run (Lava alone would wait forever) or the host failing between
+    chunks: the error surfaces and every Lava OS process is gone."""
+    from slipsnn.toolchain.lava_procs import models
+
+    if where == "model":
+        step = models._AbstractSoftResetIFModel.run_spk
+
+        def failing_step(self) -> None:
+            if self.time_step > 5:
+                raise ValueError("injected model failure")
+            step(self)
+        monkeypatch.setattr(models._AbstractSoftResetIFModel, "run_spk", failing_step)   # forked into the models
+        expected = RuntimeError
+    else:
+        def failing_read(*args) -> None:
+            raise ValueError("injected host failure")
+        monkeypatch.setattr(lava_runtime, "_read_chunk", failing_read)
+        expected = ValueError
+    before = _live_children()
+    net = chain_net()
+    with pytest.raises(expected, match="injected"):
+        run_lava(net, _pixels(8, net.input_shape, 1), net.timesteps, chunk_samples=2)
+    assert _live_children() <= before
+
+
+@pytest.mark.lava
+def test_ctrl_c_stops_the_runtime_and_its_processes() -> None:
+    """SIGINT to the whole process group (what a terminal's Ctrl-C does) in the middle of a run."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_lava import chain_net, _pixels
+        from slipsnn.toolchain import lava_runtime
+        read = lava_runtime._read_chunk
+        def announce(*args):
+            read(*args)
+            print("chunk", flush=True)
+        lava_runtime._read_chunk = announce
+        net = chain_net()
+        lava_runtime.run_lava(net, _pixels(4000, net.input_shape, 0), net.timesteps, chunk_samples=2)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "chunk", proc.stderr.read()[-2000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "KeyboardInterrupt" in err, err[-2000:]
+    assert proc.returncode != 0
+    deadline = time.monotonic() + 5.0          # Python's resource tracker exits shortly after its parent
+    while (left := _live_in_group(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes of the interrupted run still alive: {left}"
+
+
+def _live_in_group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid``."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
