@@ -320,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto [default auto; --smoke: cpu]")
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers [default: 8 on CUDA, 0 on CPU]")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's; --smoke: 1]")
     ap.add_argument("--train-subset", type=int, default=None, help="train on the first N images only")
     ap.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
     ap.add_argument("--int", dest="integer", action="store_true", help="also run the integer network (fast)")
@@ -328,9 +329,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--smoke", action="store_true",
                     help="tiny self-made CIFAR-10 in a temp folder, resnet20 width 0.125, 1 epoch, CPU, T=1,2")
     args = ap.parse_args(argv)
+    import torch
     from slipsnn.toolchain.atomic import atomic_write_json
     from slipsnn.toolchain.train import TrainConfig
 
+    threads_before = torch.get_num_threads()
     tmp = Path(tempfile.mkdtemp(prefix="slipsnn-cifar-smoke-")) if args.smoke else None
     try:
         if args.smoke:
@@ -342,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             args.epochs, args.width = args.epochs or 1, args.width or 0.125
             args.device, args.batch_size = args.device or "cpu", args.batch_size or 16
             args.out = args.out or tmp / "runs"
+            args.threads = args.threads or 1   # tiny tensors: one thread is fastest, and robust on a busy machine
             args.integer = True
         archs = _parse_list(args.archs, ARCHS, "archs")
         methods = _parse_list(args.methods, METHODS, "methods")
@@ -352,8 +356,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not timesteps or timesteps[0] < 1:
             raise SystemExit("--timesteps must be integers ≥ 1")
         out = args.out or DEFAULT_OUT
+        if args.threads:
+            torch.set_num_threads(args.threads)
         machine = machine_info()
-        import torch
         if str(args.device or "auto").startswith("cuda") or (args.device in (None, "auto") and torch.cuda.is_available()):
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -388,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     finished = bool(prior.metrics.get("finished")) and \
                         _recipe(prior.train_config or {}) == _recipe(cfg.to_dict())
                 if not finished:
-                    _log(f"{name}: training ({cfg.epochs} epochs, width {cfg.width}, L {cfg.L}, device {cfg.device})")
+                    _log(f"{name}: training ({cfg.epochs} epochs, width {cfg.width}, L {cfg.act_params().L}, "
+                         f"device {cfg.device})")
                     if not train_resumable(cfg, run_dir, args.train_subset, args.test_limit, args.stop_after):
                         summary["runs"][name] = {"finished": False}
                         continue
@@ -411,9 +417,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"{NAMES[a]} {v / 1e6:.0f} M" for a, v in summary["macs_per_image_width1"].items()))
         print(format_table(summary))
         atomic_write_json(out / args.dataset / "summary.json", summary)
-        print(f"\nwrote {out / args.dataset / 'summary.json'}")
+        temporary = tmp is not None and str(out).startswith(str(tmp))
+        print(f"\nwrote {out / args.dataset / 'summary.json'}" + (" (temporary: removed on exit)" if temporary else ""))
         return summary
     finally:
+        torch.set_num_threads(threads_before)   # main() may run inside a test session
         if tmp is not None:   # the smoke data (and the results, unless --out points elsewhere)
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -39,6 +39,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "methods.json"
 TIMESTEPS = (1, 2, 4, 8)
 DEFAULT_EPOCHS = 8      # measured: ~3-5.5 s per epoch on the 2-core build machine; 24 runs fit 30 min
 DEFAULT_SEEDS = 3
+# The digits CNN's tensors are tiny: one torch thread loses little on an idle 2-core machine, and when
+# other processes compete for the cores, two spinning OpenMP threads were measured 6x slower per epoch.
+DEFAULT_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,11 @@ def run_one(method: Method, seed: int, epochs: int, timesteps: Sequence[int], li
             "best_epoch": res.metrics["best_epoch"], "thetas": res.thetas,
             "train_config": {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "data_root")},
             "train_s": round(train_s, 2), "eval_s": round(time.perf_counter() - start, 2)}
+
+
+def torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -168,15 +176,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds 0..N-1 per method")
     ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="the same budget for every method")
     ap.add_argument("--methods", default=None, help="comma-separated keys: " + ", ".join(m.key for m in METHODS))
+    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                    help="torch CPU threads (0: torch's default); 1 is robust on a shared machine")
     ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images (default: all)")
     ap.add_argument("--quick", action="store_true",
                     help=f"1 seed, 2 epochs, methods {', '.join(QUICK_METHODS)}, {QUICK_LIMIT} test images "
                          "(overrides the options above)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output, rewritten atomically after every run")
     args = ap.parse_args(argv)
-    from slipsnn.toolchain.atomic import atomic_write_json
-    from slipsnn.toolchain.data import load_tensors
-
     keys = [m.key for m in METHODS]
     chosen = QUICK_METHODS if args.quick else (args.methods.split(",") if args.methods else keys)
     unknown = [k for k in chosen if k not in keys]
@@ -186,13 +193,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if seeds < 1 or epochs < 1 or (limit is not None and limit < 1):
         ap.error("--seeds, --epochs and --limit must be ≥ 1")
     methods = [m for m in METHODS if m.key in chosen]
+    import torch
+    threads_before = torch.get_num_threads()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args, methods, seeds, epochs, limit)
+    finally:
+        torch.set_num_threads(threads_before)   # main() may run inside a test session
+
+
+def _run(args: argparse.Namespace, methods: list[Method], seeds: int, epochs: int, limit: int | None) -> dict[str, Any]:
+    from slipsnn.toolchain.atomic import atomic_write_json
+    from slipsnn.toolchain.data import load_tensors
+
     result: dict[str, Any] = {
         "benchmark": "methods", "dataset": "digits", "arch": "digits_cnn", "epochs": epochs,
         "seeds": list(range(seeds)), "timesteps": list(TIMESTEPS), "quick": bool(args.quick),
         "test_samples": len(load_tensors("digits", "test", limit=limit)[1]),
         "integer_export": "one quantize() per T with QuantConfig(timesteps=T, max_timesteps=T), run for T steps",
         "std": "sample standard deviation over seeds (ddof=1); 0 for one seed",
-        "machine": machine_info(), "methods": [], "comparisons": {}, "finished": False}
+        "threads": torch_threads(), "machine": machine_info(), "methods": [], "comparisons": {}, "finished": False}
     start = time.perf_counter()
     for method in methods:
         entry = {**asdict(method), "runs": []}

@@ -217,6 +217,26 @@ def test_hand_traces_match_int_if_step() -> None:
     assert np.abs(A_V).max() <= STATE_MAX and np.abs(B_V).max() == STATE_MAX
 
 
+def test_model_update_equals_int_if_step() -> None:
+    """The Lava model's numpy update is ``neurons.int_if_step``, including both clips and v = θ exactly."""
+    from slipsnn.toolchain.lava_procs.models import soft_reset_if_update
+
+    rng = np.random.default_rng(2)
+    v = rng.integers(-STATE_MAX, STATE_MAX + 1, 4000)
+    a = rng.integers(-2 ** 18, 2 ** 18, 4000)
+    a[:500] = 0
+    bias = rng.integers(-2 ** 12, 2 ** 12, 4000) << 7
+    vth = 1000 << 6
+    v[:500] = vth - bias[:500]                                   # lands exactly on the threshold
+    assert (np.abs(v + (a << 6) + bias) > STATE_MAX).sum() > 100    # both clips are exercised
+    for spiking in (True, False):
+        s, v_next = soft_reset_if_update(v, a, bias, vth, spiking, clip=True)
+        params = IntIFParams(torch.as_tensor(bias), vth, spiking)
+        s_ref, v_ref = (x.numpy() for x in int_if_step(torch.as_tensor(v), torch.as_tensor(a), params))
+        assert (s == s_ref).all() and (v_next == v_ref).all(), f"{np.argwhere(v_next != v_ref)[:5]}"
+        assert s[:500].all() == spiking                               # v = θ fires (≥)
+
+
 @pytest.mark.lava
 @pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
 def test_soft_reset_if_process_follows_hand_trace(tag: str) -> None:
@@ -347,7 +367,8 @@ def test_missing_lava_names_the_install_command(monkeypatch: pytest.MonkeyPatch)
 
 def test_importing_the_toolchain_does_not_import_lava() -> None:
     code = ("import sys, slipsnn.toolchain.lava_runtime, slipsnn.toolchain.run\n"
-            "bad = sorted(m for m in sys.modules if m == 'lava' or m.startswith(('lava.', 'slipsnn.toolchain.lava_procs')))\n"
+            "prefixes = ('lava.', 'slipsnn.toolchain.lava_procs')\n"
+            "bad = sorted(m for m in sys.modules if m == 'lava' or m.startswith(prefixes))\n"
             "assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

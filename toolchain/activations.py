@@ -42,6 +42,7 @@ class SlipParams:
             raise ModelError(f"SlipReLU slope a={self.a} is outside the allowed range [0, 1]")
         if int(self.L) != self.L or self.L < 1:
             raise ModelError(f"SlipReLU steps L={self.L} must be an integer ≥ 1")
+        object.__setattr__(self, "L", int(self.L))
         if not -1.0 < self.delta2 < 1.0:
             raise ModelError(f"SlipReLU shift delta2={self.delta2} must lie in (-1, 1): it is the SNN's "
                              "initial membrane potential in units of the threshold")
@@ -131,7 +132,7 @@ class SlipReLU(nn.Module):
     def __init__(self, theta: float = 8.0, L: int = 16, a: float = 0.5, delta1: float = 0.0,
                  delta2: float = 0.5, a_learnable: bool = False) -> None:
         super().__init__()
-        self.params = SlipParams(a=a, L=int(L), delta1=delta1, delta2=delta2, a_learnable=a_learnable)
+        self.params = SlipParams(a=a, L=L, delta1=delta1, delta2=delta2, a_learnable=a_learnable)
         if theta <= 0:
             raise ModelError(f"SlipReLU threshold theta={theta} must be > 0")
         self.theta = nn.Parameter(torch.tensor(float(theta)))

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import BackendUnavailable, SlipsnnError
+from .errors import BackendUnavailable
 from .ir import INPUT_SOURCE, STATE_SHIFT, IntNetwork, IntSynapse, SynapseKind
-from .simulate import SimResult, synapse_fanout
+from .simulate import SimResult, check_pixels, check_timesteps, check_horizon, synapse_fanout
 
 INPUT_MESSAGE_BITS = 8        # the image enters as 8-bit graded spikes
 OUTPUT_MESSAGE_BITS = 24      # the accumulating output sends its 24-bit membrane
@@ -242,6 +242,7 @@ def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_st
         timesteps: T.
         log_steps: length of the per-step activity ring buffers (≥ the steps of one ``run`` call).
     """
+    _require_lava()
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
 
@@ -250,8 +251,7 @@ def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_st
     blocks_process, _ = _netx_blocks()
     ConvBlock, DenseBlock = blocks_process.Conv, blocks_process.Dense
     out_edges = _out_edges(net)
-    frames = np.ascontiguousarray(np.asarray(pixels, dtype=np.uint8).transpose(0, 3, 2, 1)) \
-        if len(net.input_shape) == 3 else np.asarray(pixels, dtype=np.uint8)
+    frames = np.ascontiguousarray(np.asarray(pixels, dtype=np.uint8).transpose(0, 3, 2, 1))   # (N, W, H, C)
     with _lava_root_logging():
         source = FrameSource(frames=frames, timesteps=timesteps, fanout=_fanout(net, out_edges[0]),
                              log_steps=log_steps, name="input")
@@ -503,13 +503,9 @@ def _prepare(net: IntNetwork, pixels: torch.Tensor | np.ndarray, timesteps: int,
                 + "; ".join(missing) + "; use --backend loihi_sim for the bit-accurate CPU simulation")
     else:
         _require_lava()
-    if int(timesteps) < 1:
-        raise SlipsnnError(f"timesteps={timesteps}: must be ≥ 1")
-    x = np.asarray(torch.as_tensor(pixels).detach().cpu().numpy())
-    if tuple(x.shape[1:]) != tuple(net.input_shape):
-        raise SlipsnnError(f"input images have shape {tuple(x.shape[1:])}; the network takes {tuple(net.input_shape)}")
-    if x.size and (x.min() < 0 or x.max() > 255 or (x != np.round(x)).any()):
-        raise SlipsnnError("input pixels must be 8-bit integers 0..255 (round(image·255))")
+    check_timesteps(timesteps)
+    check_horizon(net, int(timesteps))
+    x = check_pixels(torch.as_tensor(pixels), net.input_shape).detach().cpu().numpy()
     return x.astype(np.uint8)
 
 

@@ -270,7 +270,7 @@ def _theta_and_params(st: _State, name: str, m: nn.Module) -> tuple[float, SlipP
         return float(m.theta.detach()), m.current_params()
     if name not in st.thetas:
         raise ModelError(f"ReLU {name!r} has no threshold: calibrate θ from data first "
-                         "(slipsnn.toolchain.snn.calibrate_thresholds)")
+                         "(slipsnn.toolchain.train.calibrate_thresholds)")
     return float(st.thetas[name]), None
 
 

@@ -170,7 +170,7 @@ def _batched(run: Callable[[torch.Tensor], SimResult], pixels: torch.Tensor, bat
     return SimResult.concat(parts)
 
 
-def _check_pixels(pixels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+def check_pixels(pixels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     pixels = torch.as_tensor(pixels)
     if tuple(pixels.shape[1:]) != tuple(shape):
         raise SlipsnnError(f"input images have shape {tuple(pixels.shape[1:])}; the network takes {tuple(shape)}")
@@ -179,7 +179,7 @@ def _check_pixels(pixels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return pixels
 
 
-def _check_timesteps(timesteps: int) -> None:
+def check_timesteps(timesteps: int) -> None:
     if int(timesteps) < 1:
         raise SlipsnnError(f"timesteps={timesteps}: must be ≥ 1")
 
@@ -214,8 +214,8 @@ def simulate_float(net: SpikingNetwork, pixels: torch.Tensor, timesteps: int, ba
         >>> res = simulate_float(snn, pixels, timesteps=4)      # doctest: +SKIP
         >>> res.accuracy(labels)                                 # accuracy after t = 1, 2, 3, 4
     """
-    _check_timesteps(timesteps)
-    pixels = _check_pixels(pixels, net.input_shape).to(torch.float32)
+    check_timesteps(timesteps)
+    pixels = check_pixels(pixels, net.input_shape).to(torch.float32)
     layers, names = _compile_float(net), [L.name for L in net.layers]
     return _batched(lambda x: _run(layers, x, timesteps, 1.0, torch.float32, names, record_counts),
                     pixels, batch_size, progress, "float SNN")
@@ -234,9 +234,9 @@ def simulate_int(net: IntNetwork, pixels: torch.Tensor, timesteps: int, batch_si
     Returns:
         ``SimResult``; logits are the output membrane divided by 64·scale (normalized units).
     """
-    _check_timesteps(timesteps)
+    check_timesteps(timesteps)
     check_horizon(net, timesteps)
-    pixels = _check_pixels(pixels, net.input_shape).to(torch.float64)
+    pixels = check_pixels(pixels, net.input_shape).to(torch.float64)
     layers, names = _compile_int(net), [L.name for L in net.layers]
     out_scale = float(net.layers[-1].scale) * (1 << STATE_SHIFT)
     return _batched(lambda x: _run(layers, x, timesteps, out_scale, torch.float64, names, record_counts),

@@ -44,7 +44,7 @@ def soft_reset_if_update(v: np.ndarray, a: np.ndarray, bias_state: np.ndarray, v
         v = np.clip(v, -STATE_MAX, STATE_MAX)
     if not spiking:
         return np.zeros_like(v), v
-    s = (v > vth_state).astype(v.dtype)
+    s = (v >= vth_state).astype(v.dtype)
     return s, v - s * vth_state
 
 

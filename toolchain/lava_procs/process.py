@@ -8,8 +8,6 @@ without extra sink processes (each Lava process is one OS process on CPU).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
@@ -121,5 +119,3 @@ class SpikeDelay(AbstractProcess):
         self.s_out = OutPort(shape=shape)
         self.buffer = Var(shape=(int(delay), *shape), init=0)
 
-
-ALL_PROCESSES: tuple[type[Any], ...] = (SoftResetIF, FrameSource, SpikeDelay)

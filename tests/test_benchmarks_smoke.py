@@ -1,0 +1,95 @@
+"""Smoke runs of the benchmark scripts: ``cifar.py --smoke`` (with a resume) and ``methods.py --quick``.
+
+The scripts are imported from ``benchmarks/`` and their ``main(argv)`` is called in-process (one import of
+torch for the whole file). On an idle 2-core machine the file takes about a minute.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fraction(v: float) -> bool:
+    return isinstance(v, float) and 0.0 <= v <= 1.0
+
+
+def test_cifar_smoke_prints_the_paper_table(capsys: pytest.CaptureFixture[str]) -> None:
+    threads = torch.get_num_threads()
+    summary = _script("cifar").main(["--smoke"])
+    out = capsys.readouterr().out
+    assert torch.get_num_threads() == threads, "main() restores torch's thread count"
+    assert "CIFAR10 top-1 %" in out and "SMOKE RUN" in out
+    head = next(line for line in out.splitlines() if line.startswith("method"))
+    assert head.split() == ["method", "arch", "source", "ANN", "T=1", "T=2"]
+    assert [line.split()[:3] for line in out.splitlines() if line.startswith(("SlipReLU", "QCFS"))] == \
+        [["SlipReLU", "ResNet-20", "here"], ["QCFS", "ResNet-20", "here"]]
+    published = next(line for line in out.splitlines() if "published" in line).split()
+    assert published[1:] == ["91.77", "–", "73.20"]   # QCFS ResNet-20 CIFAR-10: ANN, T=1 (not reported), T=2
+    assert set(summary["runs"]) == {"resnet20_slip", "resnet20_qcfs"} and summary["timesteps"] == [1, 2]
+    for run in summary["runs"].values():
+        assert run["finished"] is True and run["samples"] == 20 and run["epochs"] == 1
+        assert _fraction(run["ann"]) and set(run["float_snn"]) == set(run["int_snn"]) == {"1", "2"}
+        assert all(_fraction(v) for v in [*run["float_snn"].values(), *run["int_snn"].values()])
+        assert run["train_config"]["width"] == 0.125 and run["train_config"]["L"] is None   # preset's L = 16
+    assert summary["macs_per_image_width1"]["resnet20"] > 40e6
+
+
+def test_cifar_resumes_an_interrupted_run_and_skips_finished_ones(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    cifar = _script("cifar")
+    args = ["--smoke", "--methods", "qcfs", "--epochs", "2", "--out", str(tmp_path), "--timesteps", "1"]
+    run = tmp_path / "cifar10" / "resnet20_qcfs"
+    first = cifar.main(args + ["--stop-after", "1"])
+    assert first["runs"]["resnet20_qcfs"] == {"finished": False}
+    saved = torch.load(run / "resume.pt", weights_only=True)
+    assert saved["epoch"] == 1 and len(saved["history"]) == 1 and not (run / "results.json").exists()
+    assert "stopping after 1 epoch" in capsys.readouterr().err
+
+    second = cifar.main(args)
+    assert "resuming resnet20_qcfs at epoch 2/2" in capsys.readouterr().err
+    assert not (run / "resume.pt").exists(), "resume.pt is removed when training finishes"
+    ckpt = torch.load(run / "model.pt", weights_only=True)
+    assert ckpt["metrics"]["finished"] is True and [h["epoch"] for h in ckpt["metrics"]["history"]] == [1, 2]
+    assert json.loads((run / "results.json").read_text())["float_snn"].keys() == {"1"}
+    assert second["runs"]["resnet20_qcfs"]["epochs"] == 2
+
+    third = cifar.main(args)
+    assert "finished earlier, skipped" in capsys.readouterr().err
+    assert third["runs"]["resnet20_qcfs"] == second["runs"]["resnet20_qcfs"]
+
+
+def test_methods_quick_writes_the_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "methods.json"
+    result = _script("methods").main(["--quick", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert "float SNN" in text and "integer SNN" in text and "paired difference vs qcfs" in text
+    assert text.count("QCFS (a=0, δ₂=0.5)") == 2 and "T=8" in text
+    doc = json.loads(out.read_text())
+    assert doc == json.loads(json.dumps(result)) and doc["finished"] is True
+    assert doc["epochs"] == 2 and doc["seeds"] == [0] and doc["timesteps"] == [1, 2, 4, 8] and doc["test_samples"] == 150
+    assert [m["key"] for m in doc["methods"]] == ["qcfs", "slip_a0.5"]
+    for m in doc["methods"]:
+        (run,) = m["runs"]
+        assert _fraction(run["ann"]) and run["ann"] > 0.5
+        for kind in ("float_snn", "int_snn"):
+            assert set(run[kind]) == {"1", "2", "4", "8"} and all(_fraction(v) for v in run[kind].values())
+            assert m["summary"][kind]["8"] == {"mean": run[kind]["8"], "std": 0.0, "n": 1}
+    comp = doc["comparisons"]["slip_a0.5"]["float_snn"]["4"]
+    assert comp["n"] == 1 and comp["significant"] is None   # one seed decides nothing
