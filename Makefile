@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 RUN ?= runs/digits
-PYTHON310 := $(shell command -v python3.10 2>/dev/null || ( command -v pyenv >/dev/null 2>&1 && ls -d "$$(pyenv root)"/versions/3.10*/bin/python 2>/dev/null | sort -V | tail -n 1 ))
+# the first Python 3.10 that really runs: python3.10 on PATH (a pyenv shim may exist without working), else pyenv's
+PYTHON310 := $(shell for p in "$$(command -v python3.10)" $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.10*/bin/python 2>/dev/null | sort -rV); do \
+	[ -n "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo "$$p" && break; done)
 
 .PHONY: setup demo test test-fast clean
 

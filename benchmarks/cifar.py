@@ -359,7 +359,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.threads:
             torch.set_num_threads(args.threads)
         machine = machine_info()
-        if str(args.device or "auto").startswith("cuda") or (args.device in (None, "auto") and torch.cuda.is_available()):
+        cuda = str(args.device or "auto").startswith("cuda") or (args.device in (None, "auto")
+                                                                 and torch.cuda.is_available())
+        if cuda:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True

@@ -1,6 +1,6 @@
 """Digits benchmark: SlipReLU against its special cases and the ReLU source ANN, over several seeds.
 
-    python benchmarks/methods.py                       # 8 methods × 3 seeds, the default budget (~25 min on 2 cores)
+    python benchmarks/methods.py                       # 8 methods × 3 seeds × 30 epochs (~15 min on 2 cores)
     python benchmarks/methods.py --quick               # 1 seed, 2 epochs, 2 methods (the smoke test)
 
 Every method trains the same architecture (the digits CNN, width 1, L = 8) with the same recipe and
@@ -37,7 +37,9 @@ from throughput import describe_machine, machine_info  # noqa: E402  (sibling sc
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "methods.json"
 TIMESTEPS = (1, 2, 4, 8)
-DEFAULT_EPOCHS = 8      # measured: ~3-5.5 s per epoch on the 2-core build machine; 24 runs fit 30 min
+# The digits default of ``slipsnn train`` (TrainConfig). Measured on the 2-core build machine with one
+# torch thread: 0.5-2 s per epoch depending on the load, so 24 runs of 30 epochs take ~15 min (< 30 min).
+DEFAULT_EPOCHS = 30
 DEFAULT_SEEDS = 3
 # The digits CNN's tensors are tiny: one torch thread loses little on an idle 2-core machine, and when
 # other processes compete for the cores, two spinning OpenMP threads were measured 6x slower per epoch.
@@ -70,7 +72,8 @@ QUICK_LIMIT = 150       # test images in --quick: keeps the smoke test near 30 s
 BASELINE = "qcfs"
 
 
-def run_one(method: Method, seed: int, epochs: int, timesteps: Sequence[int], limit: int | None = None) -> dict[str, Any]:
+def run_one(method: Method, seed: int, epochs: int, timesteps: Sequence[int],
+            limit: int | None = None) -> dict[str, Any]:
     """Train one method with one seed and measure ANN, float-SNN and integer-SNN accuracy (fractions).
 
     ``limit`` evaluates on the first ``limit`` test images only (the ``--quick`` smoke run).

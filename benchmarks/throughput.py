@@ -167,11 +167,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--naive-samples", type=int, default=10, help="samples for naive Lava (one compile each)")
     ap.add_argument("--timesteps", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3, help="best of N for the in-process backends (not Lava)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (0: torch's default); 1 is robust when other processes share the cores")
     ap.add_argument("--no-lava", action="store_true", help="skip both Lava rows")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output (written atomically)")
     args = ap.parse_args(argv)
+    import torch
     from slipsnn.toolchain.atomic import atomic_write_json
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     machine = machine_info()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

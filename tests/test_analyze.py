@@ -1,4 +1,4 @@
-"""Layer-wise conversion error (``toolchain/analyze.py``): hand-checked values, the δ₂ sweep, JSON = table, plot, CLI."""
+"""Layer-wise conversion error (``toolchain/analyze.py``): hand-checked values, δ₂ sweep, JSON = table, plot, CLI."""
 
 from __future__ import annotations
 

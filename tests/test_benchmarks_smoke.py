@@ -40,7 +40,7 @@ def test_cifar_smoke_prints_the_paper_table(capsys: pytest.CaptureFixture[str]) 
     assert head.split() == ["method", "arch", "source", "ANN", "T=1", "T=2"]
     assert [line.split()[:3] for line in out.splitlines() if line.startswith(("SlipReLU", "QCFS"))] == \
         [["SlipReLU", "ResNet-20", "here"], ["QCFS", "ResNet-20", "here"]]
-    published = next(line for line in out.splitlines() if "published" in line).split()
+    published = next(line.split() for line in out.splitlines() if line.split()[:1] == ["published"])
     assert published[1:] == ["91.77", "–", "73.20"]   # QCFS ResNet-20 CIFAR-10: ANN, T=1 (not reported), T=2
     assert set(summary["runs"]) == {"resnet20_slip", "resnet20_qcfs"} and summary["timesteps"] == [1, 2]
     for run in summary["runs"].values():
@@ -83,7 +83,7 @@ def test_methods_quick_writes_the_table_and_json(tmp_path: Path, capsys: pytest.
     assert text.count("QCFS (a=0, δ₂=0.5)") == 2 and "T=8" in text
     doc = json.loads(out.read_text())
     assert doc == json.loads(json.dumps(result)) and doc["finished"] is True
-    assert doc["epochs"] == 2 and doc["seeds"] == [0] and doc["timesteps"] == [1, 2, 4, 8] and doc["test_samples"] == 150
+    assert (doc["epochs"], doc["seeds"], doc["timesteps"], doc["test_samples"]) == (2, [0], [1, 2, 4, 8], 150)
     assert [m["key"] for m in doc["methods"]] == ["qcfs", "slip_a0.5"]
     for m in doc["methods"]:
         (run,) = m["runs"]

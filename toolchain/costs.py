@@ -24,12 +24,12 @@ from types import MappingProxyType
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
+from .connectivity import synapse_fanout, synapse_macs
 from .errors import ProfileError, SlipsnnError
-from .ir import IntNetwork, IntSynapse, SynapseKind
+from .ir import IntNetwork
 from .profiles import Profile, ProfileKind
-from .simulate import SimResult, synapse_fanout
+from .simulate import SimResult
 
 SNN_OPS = ("synop", "neuron_update_active", "neuron_update_inactive", "spike")   # dynamic energy terms
 PJ_PER_MW_US = 1e3   # 1 mW · 1 µs = 1 nJ = 1000 pJ
@@ -184,27 +184,17 @@ class CoreMap:
         return math.ceil(self.total_cores / self.cores_per_chip)
 
 
-def synapse_macs(syn: IntSynapse, source_shape: tuple[int, ...]) -> int:
-    """MACs of one synapse in the ANN: every weight (zeros included) times every input it reads.
-
-    Dense: ``out · in``. Conv: Σ over output neurons of the in-bounds kernel taps × C_in/groups, i.e. the
-    sum of ``conv2d(ones(source), ones(weight))``, exact at padded borders and with strides.
-    """
-    if syn.kind is SynapseKind.DENSE:
-        return int(syn.weight.size)
-    x = torch.ones((1, *source_shape), dtype=torch.float64)
-    k = torch.ones(syn.weight.shape, dtype=torch.float64)
-    out = torch.nn.functional.conv2d(x, k, stride=syn.stride, padding=syn.padding, dilation=syn.dilation,
-                                     groups=syn.groups)
-    return int(round(float(out.sum())))
-
-
 def ann_macs(net: IntNetwork) -> np.ndarray:
-    """ANN MACs per layer (int64, one per layer): all incoming synapses, residual shortcuts included.
+    """MACs per layer (int64) of the ANN as trained: the baseline a GPU would run.
 
-    The network counted is the deployed one: an average pool folded into the next conv is counted as that
-    (bigger, strided) conv.
+    Read from ``meta['ann_macs']``, which the lowering counted on the original modules (a conv after an
+    average pool is counted at the pooled resolution with its own kernel; an identity shortcut costs no
+    MAC). A network without that record is counted as deployed: every synapse, a folded pool+conv as
+    the bigger strided conv it became.
     """
+    recorded = net.meta.get("ann_macs")
+    if isinstance(recorded, list) and len(recorded) == len(net.layers):
+        return np.asarray(recorded, dtype=np.int64)
     return np.array([sum(synapse_macs(s, net.source_shape(s.source)) for s in layer.synapses)
                      for layer in net.layers], dtype=np.int64)
 

@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 
 from .errors import BackendUnavailable
 from .ir import INPUT_SOURCE, STATE_SHIFT, IntNetwork, IntSynapse, SynapseKind
-from .simulate import SimResult, check_pixels, check_timesteps, check_horizon, synapse_fanout
+from .connectivity import synapse_fanout
+from .simulate import SimResult, check_horizon, check_pixels, check_timesteps
 
 INPUT_MESSAGE_BITS = 8        # the image enters as 8-bit graded spikes
 OUTPUT_MESSAGE_BITS = 24      # the accumulating output sends its 24-bit membrane

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .activations import SlipParams, SlipReLU
+from .connectivity import synapse_macs
 from .errors import ModelError
 from .ir import INPUT_SOURCE, SynapseKind
 from .models import BasicBlock, Normalize
@@ -39,6 +40,7 @@ class _Pending:
     bias: np.ndarray | None = None                                # (C,) or per-neuron, source units
     shape: tuple[int, ...] | None = None                          # output shape of ``synapse``
     owner: str = ""                                               # name of the module that made ``synapse``
+    macs: int = 0                                                 # MACs of the original (unfolded) module
 
 
 @dataclass
@@ -129,6 +131,8 @@ def _conv(st: _State, name: str, m: nn.Conv2d) -> None:
     c, h, w = _current_chw(st, name, m)
     weight = m.weight.detach().double().numpy()
     stride, padding, dilation = _pair(m.stride), _pair(m.padding), _pair(m.dilation)
+    macs = synapse_macs(FloatSynapse(st.source, SynapseKind.CONV, weight, stride, padding, dilation, m.groups),
+                        (c, h, w))
     for kh, kw in p.pools:  # avg-pool(k) then conv(K, s, p) == conv(K·k, s·k, p·k) with weight/k²
         if dilation != (1, 1):
             raise _refuse(name, m, "a dilated conv after average pooling cannot be folded")
@@ -136,10 +140,10 @@ def _conv(st: _State, name: str, m: nn.Conv2d) -> None:
         stride, padding = (stride[0] * kh, stride[1] * kw), (padding[0] * kh, padding[1] * kw)
     syn = FloatSynapse(st.source, SynapseKind.CONV, weight, stride, padding, dilation, m.groups)
     bias = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(weight.shape[0])
-    _finish_synapse(st, name, syn, bias)
+    _finish_synapse(st, name, syn, bias, macs)
 
 
-def _finish_synapse(st: _State, name: str, syn: FloatSynapse, bias: np.ndarray) -> None:
+def _finish_synapse(st: _State, name: str, syn: FloatSynapse, bias: np.ndarray, macs: int) -> None:
     """Fold the pending input normalization into ``syn`` and make it the pending synapse."""
     p = st.pending
     src_shape = _source_shape(st)
@@ -168,7 +172,7 @@ def _finish_synapse(st: _State, name: str, syn: FloatSynapse, bias: np.ndarray) 
             bias = bias.reshape(bias.shape[0], -1)[:, 0]
         syn = FloatSynapse(syn.source, syn.kind, w_scaled, syn.stride, syn.padding, syn.dilation, syn.groups)
         p.affine = None
-    p.synapse, p.bias, p.shape, p.owner = syn, bias, out_shape, name
+    p.synapse, p.bias, p.shape, p.owner, p.macs = syn, bias, out_shape, name, int(macs)
     p.pools, p.flatten = [], False
 
 
@@ -181,6 +185,7 @@ def _linear(st: _State, name: str, m: nn.Linear) -> None:
     if len(src_shape) == 3 and not p.flatten:
         raise _refuse(name, m, "a Linear after a conv layer needs an nn.Flatten before it")
     weight = m.weight.detach().double().numpy()
+    macs = int(weight.size)
     if len(src_shape) == 3:  # expand the folded pools back to the source resolution (C-order flatten)
         c, h, w = st.shape
         if weight.shape[1] != c * h * w:
@@ -195,7 +200,7 @@ def _linear(st: _State, name: str, m: nn.Linear) -> None:
         raise _refuse(name, m, f"expects {weight.shape[1]} inputs, the previous layer gives {int(np.prod(src_shape))}")
     syn = FloatSynapse(st.source, SynapseKind.DENSE, weight)
     bias = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(weight.shape[0])
-    _finish_synapse(st, name, syn, bias)
+    _finish_synapse(st, name, syn, bias, macs)
 
 
 @converter(nn.BatchNorm2d, nn.BatchNorm1d)
@@ -219,7 +224,7 @@ def _activation(st: _State, name: str, m: nn.Module) -> None:
     if p.synapse is None:
         raise _refuse(name, m, "an activation must follow a conv or linear layer")
     theta, act = _theta_and_params(st, name, m)
-    _close_layer(st, name, [p.synapse], p.bias, p.shape, theta, act)
+    _close_layer(st, name, [p.synapse], p.bias, p.shape, theta, act, p.macs)
 
 
 @converter(BasicBlock)
@@ -236,7 +241,7 @@ def _block(st: _State, name: str, m: BasicBlock) -> None:
     if len(m.shortcut) == 0:
         c = entry_shape[0]
         ident = FloatSynapse(entry_source, SynapseKind.CONV, np.ones((c, 1, 1, 1)), groups=c)
-        _finish_synapse(st, f"{name}.shortcut", ident, np.zeros(c))
+        _finish_synapse(st, f"{name}.shortcut", ident, np.zeros(c), macs=0)  # an addition, not a MAC
     else:
         for i, sub in enumerate(m.shortcut):
             _convert_module(st, f"{name}.shortcut.{i}", sub)
@@ -247,16 +252,17 @@ def _block(st: _State, name: str, m: BasicBlock) -> None:
     theta, act = _theta_and_params(st, f"{name}.act2", m.act2)
     # the shortcut reads spikes of the block input, each worth that layer's θ
     short_syn = _scaled(short.synapse, entry_theta)
-    _close_layer(st, f"{name}.act2", [main.synapse, short_syn], main.bias + short.bias, main.shape, theta, act)
+    _close_layer(st, f"{name}.act2", [main.synapse, short_syn], main.bias + short.bias, main.shape, theta, act,
+                 main.macs + short.macs)
 
 
 def _close_layer(st: _State, name: str, synapses: list[FloatSynapse], bias: np.ndarray, shape: tuple[int, ...],
-                 theta: float, act: SlipParams | None) -> None:
+                 theta: float, act: SlipParams | None, macs: int) -> None:
     """Turn the pending synapses into a spiking layer with threshold θ (normalized to 1)."""
     main = _scaled(synapses[0], st.theta / theta)
     rest = [_scaled(s, 1.0 / theta) for s in synapses[1:]]  # residual synapses already carry their source θ
     layer = FloatLayer(name=name, shape=tuple(shape), synapses=(main, *rest), bias=bias / theta, spiking=True,
-                       theta=float(theta), act=act, v_init=(act.delta2 if act is not None else 0.5))
+                       theta=float(theta), act=act, v_init=(act.delta2 if act is not None else 0.5), ann_macs=macs)
     st.layers.append(layer)
     st.source, st.shape, st.theta, st.pending = len(st.layers) - 1, tuple(shape), float(theta), _Pending()
 
@@ -349,7 +355,7 @@ def lower(model: nn.Module, input_shape: tuple[int, int, int], thetas: dict[str,
         raise ModelError("the model must end with a Linear (or conv) layer without activation: "
                          "its outputs are the logits summed over time")
     out = FloatLayer(name=p.owner, shape=tuple(p.shape), synapses=(_scaled(p.synapse, st.theta),), bias=p.bias,
-                     spiking=False, theta=1.0, act=None, v_init=0.0)
+                     spiking=False, theta=1.0, act=None, v_init=0.0, ann_macs=p.macs)
     st.layers.append(out)
     if len(st.layers) < 2:
         raise ModelError("the model has no activation: there is nothing to convert into spiking neurons")

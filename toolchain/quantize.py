@@ -225,7 +225,8 @@ def quantize(net: SpikingNetwork, cfg: QuantConfig = QuantConfig()) -> IntNetwor
         >>> print(inet.summary())                               # doctest: +SKIP
     """
     layers, reports = zip(*(quantize_layer(layer, i, net, cfg) for i, layer in enumerate(net.layers)))
-    meta = {**net.meta, "quantization": [asdict(r) for r in reports]}
+    meta = {**net.meta, "quantization": [asdict(r) for r in reports],
+            "ann_macs": [layer.ann_macs for layer in net.layers]}
     return IntNetwork(net.input_shape, tuple(layers), cfg.timesteps, cfg.max_timesteps, meta)
 
 

@@ -19,6 +19,7 @@ from .errors import QuantizationError, SlipsnnError
 from .ir import INPUT_SOURCE, STATE_SHIFT, IntNetwork, IntSynapse, SynapseKind
 from .overflow import prove_no_overflow
 from .neurons import FloatIFParams, IntIFParams, float_if_step, int_if_step
+from .connectivity import synapse_fanout
 from .spiking import FloatSynapse, SpikingNetwork, apply_synapse, bias_tensor
 
 CONV_ACC_BITS = 24          # Lava's Conv wraps its accumulator to 24 signed bits (signed_clamp)
@@ -69,22 +70,6 @@ class _Layer(NamedTuple):
     step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     v_init: float | int
     shape: tuple[int, ...]
-
-
-def synapse_fanout(syn: IntSynapse | FloatSynapse, source_shape: tuple[int, ...]) -> np.ndarray:
-    """Number of non-zero synapses each source element drives through ``syn``, exact at borders.
-
-    Returns:
-        int64 array of ``source_shape``.
-    """
-    mask = torch.as_tensor(np.asarray(syn.weight) != 0, dtype=torch.float64)
-    if syn.kind is SynapseKind.DENSE:
-        return mask.sum(0).numpy().astype(np.int64).reshape(source_shape)
-    x = torch.zeros((1, *source_shape), dtype=torch.float64, requires_grad=True)
-    out = torch.nn.functional.conv2d(x, mask, stride=syn.stride, padding=syn.padding,
-                                     dilation=syn.dilation, groups=syn.groups)
-    out.sum().backward()  # d(Σ out)/dx = how many (output, weight) pairs read each input element
-    return x.grad[0].round().numpy().astype(np.int64)
 
 
 def _geometry(syn: IntSynapse | FloatSynapse) -> dict:

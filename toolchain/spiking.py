@@ -51,6 +51,7 @@ class FloatLayer:
         theta: the layer's θ in the ANN's units (1.0 for the output layer).
         act: the activation's parameters for ANN mode; None means a plain ReLU (calibrated θ).
         v_init: initial membrane in units of the threshold (δ₂; 0 for the output).
+        ann_macs: multiply-accumulates of the original modules (before folding) per sample.
     """
 
     name: str
@@ -61,6 +62,7 @@ class FloatLayer:
     theta: float
     act: SlipParams | None
     v_init: float
+    ann_macs: int = 0
 
 
 @dataclass(frozen=True, eq=False)

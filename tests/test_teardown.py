@@ -1,0 +1,154 @@
+"""Clean teardown: no Lava OS process outlives a run that was interrupted, terminated or whose stop hangs.
+
+``tests/test_lava.py`` covers ``run_lava`` failing (in a model process or on the host) and Ctrl-C sent to a
+direct ``run_lava`` call; here the real ``slipsnn-run --backend loihi_sim`` is interrupted and terminated
+the ways a user, ``timeout`` or a batch scheduler does it, and Lava's own stop is made to hang.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lava.magma.core.process.process", reason="Lava is not installed")
+
+from slipsnn.exporters.netx import write_netx   # noqa: E402
+from slipsnn.toolchain import lava_runtime      # noqa: E402
+from slipsnn.toolchain.ir import IntLayer, IntNetwork, IntSynapse   # noqa: E402
+
+RUN_SCRIPT = Path(sys.executable).parent / "slipsnn-run"
+START_SECONDS = 180.0   # imports, data, compile and process start on a loaded 2-core machine
+EXIT_SECONDS = 60.0     # lava_runtime.STOP_TIMEOUT_S (20 s) plus margin
+REAP_SECONDS = 10.0     # Python's resource tracker exits shortly after its parent
+STOP_TIMEOUT_S = 2.0    # a shorter stop timeout than lava_runtime's, for the hanging-stop test
+
+
+def digits_net(timesteps: int = 8) -> IntNetwork:
+    """conv 3×3 (1 → 4 channels) → dense 256 → 10 on digits' 8×8 images: 450 test samples × T steps in Lava."""
+    rng = np.random.default_rng(0)
+    layers = (IntLayer("conv", (4, 8, 8), (IntSynapse(-1, "conv", rng.integers(-10, 11, (4, 1, 3, 3)) * 2,
+                                                      padding=(1, 1)),), "IF_SOFT", 500, np.zeros(4, np.int32), 0, 0,
+                       500.0),
+              IntLayer("out", (10,), (IntSynapse(0, "dense", rng.integers(-50, 51, (10, 256)) * 2),), "ACCUMULATE",
+                       0, np.zeros(10, np.int32), 0, 0, 1.0))
+    return IntNetwork((1, 8, 8), layers, timesteps=timesteps, max_timesteps=timesteps, meta={"dataset": "digits"})
+
+
+def live_processes(field: int, value: int) -> list[str]:
+    """Live (non-zombie) processes whose /proc stat ``field`` (after the command; 1: parent, 3: session)
+    equals ``value``, as 'pid command'; Python's resource tracker is left out (it exits after its parent)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")[:100]
+        except OSError:   # it ended while we looked
+            continue
+        if int(fields[field]) == value and fields[0] != "Z" and "resource_tracker" not in command:
+            found.append(f"{entry} {command}")
+    return found
+
+
+def session_processes(sid: int) -> list[str]:
+    return live_processes(3, sid)
+
+
+def wait_for(predicate, seconds: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + seconds
+    while not (ok := predicate()) and time.monotonic() < deadline:
+        time.sleep(step)
+    return ok
+
+
+# ------------------------------------------------------------------------------------------ the CLI
+
+@pytest.mark.lava
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, to_group", [
+    (signal.SIGINT, True),     # Ctrl-C in a terminal: the whole foreground process group
+    (signal.SIGTERM, False),   # `timeout`, `kill`, a batch scheduler's time limit
+    (signal.SIGHUP, False),    # the terminal closes
+], ids=["ctrl-c", "sigterm", "sighup"])
+def test_interrupted_cli_run_leaves_no_process(sig: signal.Signals, to_group: bool, tmp_path: Path) -> None:
+    net = write_netx(digits_net(), tmp_path / "m.net")
+    proc = subprocess.Popen([str(RUN_SCRIPT), str(net), "--backend", "loihi_sim"], stdout=subprocess.DEVNULL,
+                            stderr=open(tmp_path / "stderr.txt", "w"), start_new_session=True)
+    try:
+        # Lava's model processes are forked once the network is compiled: then the run is under way
+        started = wait_for(lambda: len(session_processes(proc.pid)) >= 4 or proc.poll() is not None, START_SECONDS)
+        assert started and proc.poll() is None, \
+            f"the run did not start (rc {proc.poll()}): {(tmp_path / 'stderr.txt').read_text()[-2000:]}"
+        time.sleep(1.0)
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        (os.killpg if to_group else os.kill)(proc.pid, sig)
+        try:
+            proc.wait(EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"slipsnn-run did not exit within {EXIT_SECONDS} s of {sig.name}")
+        wait_for(lambda: not session_processes(proc.pid), REAP_SECONDS)
+        left = session_processes(proc.pid)
+        assert not left, f"{len(left)} processes outlived the run ({sig.name}, rc {proc.returncode}):\n" + \
+            "\n".join(left[:5])
+        err = (tmp_path / "stderr.txt").read_text()
+        if sig == signal.SIGINT:   # click's "Aborted!", exit 1, no traceback
+            assert proc.returncode == 1 and "Aborted!" in err and "Traceback" not in err, err[-2000:]
+        else:
+            assert proc.returncode != 0
+    finally:
+        for line in session_processes(proc.pid):   # never leave our own processes behind
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        proc.wait(30) if proc.poll() is None else None
+
+
+# ------------------------------------------------------------------------------------------ a stop that hangs
+
+def _children() -> set[str]:
+    return set(live_processes(1, os.getpid()))
+
+
+@pytest.mark.lava
+def test_a_hanging_stop_is_forced_within_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host fails after the first chunk and Lava's ``Runtime.stop`` never returns: ``shutdown`` gives
+    up after its timeout, terminates the model processes, and the error still surfaces."""
+    from lava.magma.runtime.runtime import Runtime
+
+    release = threading.Event()
+
+    def hang(self: Runtime) -> None:
+        release.wait(60)
+
+    def failing_read(*args: object) -> None:
+        raise ValueError("injected host failure")
+
+    seconds: list[float] = []
+
+    def timed_shutdown(proc: object) -> None:
+        start = time.monotonic()
+        shutdown(proc, timeout_s=STOP_TIMEOUT_S)
+        seconds.append(time.monotonic() - start)
+
+    shutdown = lava_runtime.shutdown
+    monkeypatch.setattr(Runtime, "stop", hang)
+    monkeypatch.setattr(lava_runtime, "_read_chunk", failing_read)
+    monkeypatch.setattr(lava_runtime, "shutdown", timed_shutdown)
+    before = _children()
+    net = digits_net(timesteps=2)
+    pixels = np.random.default_rng(0).integers(0, 256, (4, *net.input_shape))
+    try:
+        with pytest.raises(ValueError, match="injected host failure"):
+            lava_runtime.run_lava(net, pixels, 2, chunk_samples=2)
+    finally:
+        release.set()
+    assert wait_for(lambda: _children() <= before, REAP_SECONDS), f"left: {_children() - before}"
+    # the stop timeout, then terminate and join (≤ 5 s per process in the worst case, ~0 here)
+    assert len(seconds) == 1 and STOP_TIMEOUT_S <= seconds[0] < STOP_TIMEOUT_S + 10.0, seconds
