@@ -9,10 +9,7 @@ which netx never reads; the top-level ``slipsnn`` group holds the metadata.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +17,7 @@ import h5py
 import numpy as np
 
 from slipsnn.toolchain import __version__
+from slipsnn.toolchain.atomic import atomic_write
 from slipsnn.toolchain.errors import FormatError
 from slipsnn.toolchain.ir import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT, THRESHOLD_MAX,
                                   IntLayer, IntNetwork, IntSynapse, NeuronKind, SynapseKind)
@@ -142,14 +140,6 @@ def _write_file(h: h5py.File, net: IntNetwork, neuron: str, meta_json: str) -> N
         _put_str(meta, key, text)
 
 
-def _fsync(p: str | Path) -> None:
-    fd = os.open(p, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_netx(net: IntNetwork, path: str | Path, neuron: str = "if_soft") -> Path:
     """Write ``net`` as a netx HDF5 file, atomically (temp file in the same folder, fsync, ``os.replace``).
 
@@ -183,25 +173,14 @@ def write_netx(net: IntNetwork, path: str | Path, neuron: str = "if_soft") -> Pa
     except (TypeError, ValueError) as e:
         raise FormatError(f"net.meta is not JSON-serialisable: {e}") from e
     path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as e:
-        raise FormatError(f"{path}: cannot write: {e}") from e
-    try:
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as h:
             _write_file(h, net, neuron, meta_json)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise FormatError(f"{path}: cannot write: {e}") from e
-        raise
-    with contextlib.suppress(OSError):   # make the rename durable where the file system allows it
-        _fsync(path.parent)
-    return path
+    try:
+        return atomic_write(path, write)
+    except OSError as e:
+        raise FormatError(f"{path}: cannot write: {e}") from e
 
 
 # ------------------------------------------------------------------------------------------ reading

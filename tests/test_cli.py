@@ -134,7 +134,7 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], match: str, files: d
     (["train", "--arch", "nope", "--quiet", "--out", "{tmp}/out"], "unknown architecture 'nope'; allowed"),
     (["run", "{net}", "--backend", "fast", "--timesteps", "100000000"], "re-export with --max-timesteps"),
     (["report", "{net}", "--profile", "nochip", "--limit", "4"], "unknown profile 'nochip'"),
-    (["export", "{pt}", "-o", "{tmp}/no/such/folder/m.net"], "cannot write"),
+    (["export", "{pt}", "-o", "{net}/m.net"], "cannot write"),   # parent is a file
     (["run", "{net}", "--backend", "fast", "--limit", "4", "--json", "{net}/x.json"], "model.net"),
 ])
 def test_user_mistakes_exit_1_with_one_line(args: list[str], match: str, files: dict[str, Path],

@@ -73,7 +73,7 @@ def test_simulators_repeat_bit_for_bit(tmp_path: Path) -> None:
     act = preset_params("slip", L=4)
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "m.pt", build_model(cfg, act), cfg, act, dataset="digits", metrics={})
-    pixels, _ = pipeline.test_pixels("digits", limit=96)   # (a name pytest would collect)
+    pixels, _ = pipeline.load_test_pixels("digits", limit=96)   # (a name pytest would collect)
 
     snn = convert_checkpoint(ckpt)
     f1, f2 = simulate_float(snn, pixels, 6), simulate_float(snn, pixels, 6)

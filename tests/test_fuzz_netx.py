@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from slipsnn.exporters.netx import read_netx, write_netx
 from slipsnn.toolchain.errors import FormatError, SlipsnnError
-from slipsnn.toolchain.ir import (BIAS_EXP_MAX, BIAS_MAX, BIAS_MIN, STATE_MAX, THRESHOLD_MAX, WEIGHT_EXP_MAX,
+from slipsnn.toolchain.ir import (BIAS_EXP_MAX, BIAS_MAX, BIAS_MIN, MAX_TIMESTEPS, STATE_MAX, THRESHOLD_MAX, WEIGHT_EXP_MAX,
                                   WEIGHT_EXP_MIN, IntLayer, IntNetwork, IntSynapse)
 
 SEED = 20240607
@@ -472,7 +472,7 @@ def int_networks(draw: st.DrawFn) -> IntNetwork:
     arrays = lambda shape, elements: draw(st.lists(elements, min_size=int(np.prod(shape)),  # noqa: E731
                                                    max_size=int(np.prod(shape))).map(
         lambda v: np.array(v, np.int64).reshape(shape)))
-    name_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+    name_text = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zl", "Zp", "Zs")), max_size=12)
     shapes = [(draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(2, 5)))]   # index 0: input
     layers: list[IntLayer] = []
     n_hidden = draw(st.integers(0, 3))
@@ -505,7 +505,7 @@ def int_networks(draw: st.DrawFn) -> IntNetwork:
             v_init=draw(st.integers(-STATE_MAX, STATE_MAX)),
             scale=draw(st.floats(1e-30, 1e30, allow_nan=False, allow_infinity=False))))
         shapes.append(shape)
-    max_t = draw(st.integers(1, 10 ** 6))
+    max_t = draw(st.integers(1, MAX_TIMESTEPS))
     json_values = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 62, 2 ** 62)
                                | st.floats(allow_nan=False) | st.text(max_size=8),
                                lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,

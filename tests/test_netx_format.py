@@ -282,4 +282,4 @@ def test_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytes
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.net"]
     with pytest.raises(FormatError, match="cannot write"):
-        write_netx(chain_net(), tmp_path / "no" / "such" / "dir.net")
+        write_netx(chain_net(), path / "under-a-file.net")   # the parent is a file

@@ -42,7 +42,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def _dataset_option(default: str | None = "digits") -> Any:
-    from .data import DATASETS
+    from .datasets import DATASETS
     return click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=default, show_default=True,
                         help="Data set (its test split is used for evaluation).")
 

@@ -36,6 +36,8 @@ BIAS_MIN, BIAS_MAX = -2 ** 12, 2 ** 12 - 1   # 13-bit signed bias mantissa
 BIAS_EXP_MAX = 7                     # 3-bit bias exponent
 WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 8
 INPUT_BITS = 8
+MAX_TIMESTEPS = 4096                 # time-steps per sample; far beyond the 1–32 conversion works at
+MAX_NAME = 200                       # characters of a layer name
 INPUT_SOURCE = -1                    # ``IntSynapse.source`` of the input image
 
 
@@ -155,6 +157,9 @@ class IntLayer:
         object.__setattr__(self, "neuron", NeuronKind(self.neuron))
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         object.__setattr__(self, "synapses", tuple(self.synapses))
+        if not isinstance(self.name, str) or len(self.name) > MAX_NAME or not self.name.isprintable():
+            raise FormatError(f"layer name {str(self.name)[:40]!r}… must be printable text of at most {MAX_NAME} "
+                              "characters")
         where = f"layer {self.name!r}"
         if len(self.shape) not in (1, 3) or min(self.shape) < 1:
             raise FormatError(f"{where}: shape {self.shape} must be (N,) or (C, H, W) with positive sizes")
@@ -227,8 +232,9 @@ class IntNetwork:
             raise FormatError(f"input shape {self.input_shape} must be (C, H, W) with positive sizes")
         if not self.layers:
             raise FormatError("network has no layers")
-        if not 1 <= int(self.timesteps) <= int(self.max_timesteps):
-            raise FormatError(f"timesteps {self.timesteps} must be in [1, max_timesteps={self.max_timesteps}]")
+        if not 1 <= int(self.timesteps) <= int(self.max_timesteps) <= MAX_TIMESTEPS:
+            raise FormatError(f"timesteps {self.timesteps} and max_timesteps {self.max_timesteps} must satisfy "
+                              f"1 ≤ timesteps ≤ max_timesteps ≤ {MAX_TIMESTEPS}")
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
             if last != (layer.neuron is NeuronKind.ACCUMULATE):

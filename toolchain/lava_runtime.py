@@ -462,6 +462,32 @@ def _assemble(net: IntNetwork, graph: LavaGraph, logs: _Logs) -> SimResult:
     return SimResult(logits, spikes, synops, [layer.name for layer in net.layers])
 
 
+@contextlib.contextmanager
+def _exit_on_termination() -> Iterator[None]:
+    """While Lava runs, turn SIGTERM and SIGHUP into ``SystemExit`` so the ``finally`` that stops Lava runs.
+
+    By default those signals end Python without unwinding, orphaning every Lava process (``kill``,
+    ``timeout``, a scheduler's limit, a closed terminal). Only the first signal raises, so a second one
+    cannot interrupt the shutdown itself. Outside the main thread handlers cannot be set; nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not received:
+            received.append(signum)
+            raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: bool, chunk_samples: int,
               progress: bool, stock_conv: bool = False) -> tuple[SimResult, dict[str, float]]:
     """Build, compile, stream all of ``pixels`` through one runtime, read the logs, stop."""
@@ -472,21 +498,22 @@ def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: boo
     logs = _Logs(np.zeros((len(net.layers), total), dtype=np.int64),
                  [np.zeros((max(1, len(e)), total), dtype=np.int64) for e in graph.out_edges],
                  np.zeros((net.num_classes, total), dtype=np.int64))
-    try:
-        executable = graph.source.compile(_run_config(hardware, stock_conv))
-        with _defer_sigint():
-            graph.source.create_runtime(executable=executable)
-        compiled = time.perf_counter()
-        with tqdm(total=total, desc="loihi" if hardware else "loihi_sim", unit="step",
-                  disable=not progress, leave=False) as bar:
-            for first in range(0, total, chunk_steps):
-                n = min(chunk_steps, total - first)
-                _run_steps(graph.source, n)
-                _read_chunk(graph, logs, first, n)
-                bar.update(n)
-        finished = time.perf_counter()
-    finally:
-        shutdown(graph.source)
+    with _exit_on_termination():
+        try:
+            executable = graph.source.compile(_run_config(hardware, stock_conv))
+            with _defer_sigint():
+                graph.source.create_runtime(executable=executable)
+            compiled = time.perf_counter()
+            with tqdm(total=total, desc="loihi" if hardware else "loihi_sim", unit="step",
+                      disable=not progress, leave=False) as bar:
+                for first in range(0, total, chunk_steps):
+                    n = min(chunk_steps, total - first)
+                    _run_steps(graph.source, n)
+                    _read_chunk(graph, logs, first, n)
+                    bar.update(n)
+            finished = time.perf_counter()
+        finally:
+            shutdown(graph.source)
     result = _assemble(net, graph, logs)
     run_s = finished - compiled
     return result, {"compile_s": compiled - start, "run_s": run_s, "total_s": time.perf_counter() - start,

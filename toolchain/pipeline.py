@@ -84,7 +84,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     return net, write_netx(net, path, neuron=neuron)
 
 
-def test_pixels(dataset: str, data_root: str | Path | None = None,
+def load_test_pixels(dataset: str, data_root: str | Path | None = None,
                 limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The test split as 8-bit pixel values (N, C, H, W) and labels (N,)."""
     if limit is not None and limit < 1:
@@ -96,7 +96,7 @@ def test_pixels(dataset: str, data_root: str | Path | None = None,
 def _network_and_data(net_path: str | Path, dataset: str | None, data_root: str | Path | None,
                       limit: int | None) -> tuple[IntNetwork, torch.Tensor, torch.Tensor]:
     net = load_network(net_path)
-    pixels, labels = test_pixels(dataset or net.meta.get("dataset", "digits"), data_root, limit)
+    pixels, labels = load_test_pixels(dataset or net.meta.get("dataset", "digits"), data_root, limit)
     return net, pixels, labels
 
 
@@ -138,7 +138,7 @@ def accuracy_chain(checkpoint: str | Path, net_path: str | Path, timesteps: Sequ
     ckpt = load_checkpoint(checkpoint)
     snn = convert_checkpoint(ckpt)
     net = load_network(net_path)
-    pixels, labels = test_pixels(ckpt.dataset, data_root, limit)
+    pixels, labels = load_test_pixels(ckpt.dataset, data_root, limit)
     t_max, y = max(timesteps), labels.numpy()
     logits = ann_forward(snn, pixels)[-1]
     chain: dict[str, dict[int, float] | float] = {"ann": float((logits.argmax(1) == labels).double().mean())}

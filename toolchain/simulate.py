@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import QuantizationError, SlipsnnError
-from .ir import INPUT_SOURCE, STATE_SHIFT, IntNetwork, IntSynapse, SynapseKind
+from .ir import INPUT_SOURCE, MAX_TIMESTEPS, STATE_SHIFT, IntNetwork, IntSynapse, SynapseKind
 from .overflow import prove_no_overflow
 from .neurons import FloatIFParams, IntIFParams, float_if_step, int_if_step
 from .connectivity import synapse_fanout
@@ -165,8 +165,8 @@ def check_pixels(pixels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def check_timesteps(timesteps: int) -> None:
-    if int(timesteps) < 1:
-        raise SlipsnnError(f"timesteps={timesteps}: must be ≥ 1")
+    if not 1 <= int(timesteps) <= MAX_TIMESTEPS:
+        raise SlipsnnError(f"timesteps={timesteps}: must be in [1, {MAX_TIMESTEPS}]")
 
 
 def check_horizon(net: IntNetwork, timesteps: int) -> None:
