@@ -3,8 +3,10 @@
     python benchmarks/methods.py                       # 8 methods × 3 seeds × 30 epochs (~15 min on 2 cores)
     python benchmarks/methods.py --quick               # 1 seed, 2 epochs, 2 methods (the smoke test)
 
-Every method trains the same architecture (the digits CNN, width 1, L = 8) with the same recipe and
-epoch budget (``--epochs``) from the same seeds, so seed s of every method starts from the same weights.
+Every method trains the same architecture (the digits CNN, width 1) with the same recipe — the digits
+defaults of ``TrainConfig.for_dataset`` (L, θ₀, lr, batch; each run's config is stored in the JSON) —
+and the same epoch budget (``--epochs``) from the same seeds, so seed s of every method starts from the
+same weights.
 For each run it measures, on the whole digits test split (450 images):
 
 * ANN: top-1 accuracy of the trained ANN (the best-test-accuracy epoch, as in the paper's code);

@@ -10,26 +10,28 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
 
-from slipsnn.toolchain.activations import SlipReLU
+from slipsnn.toolchain.activations import SlipParams
 from slipsnn.toolchain.analyze import analyze_conversion, analyze_network, format_analysis, plot_analysis
 from slipsnn.toolchain.cli import main
 from slipsnn.toolchain.errors import SlipsnnError
-from slipsnn.toolchain.lower import lower
-from slipsnn.toolchain.spiking import SpikingNetwork
+from slipsnn.toolchain.ir import INPUT_SOURCE, SynapseKind
+from slipsnn.toolchain.spiking import FloatLayer, FloatSynapse, SpikingNetwork
 from slipsnn.toolchain.train import TrainConfig, train
 
 
 def _one_neuron(weight: float, bias: float, a: float, L: int, delta2: float) -> SpikingNetwork:
-    """Pixel p → one SlipReLU neuron with θ = 1 and pre-activation z = weight·p + bias → a 2-class readout."""
-    torch.manual_seed(0)
-    hidden, readout = nn.Linear(1, 1), nn.Linear(1, 2)
-    with torch.no_grad():
-        hidden.weight.fill_(weight)
-        hidden.bias.fill_(bias)
-    model = nn.Sequential(nn.Flatten(), hidden, SlipReLU(theta=1.0, L=L, a=a, delta2=delta2), readout)
-    return lower(model, (1, 1, 1))
+    """Pixel p → one SlipReLU neuron with θ = 1 and normalized pre-activation z = weight·p + bias → 2 outputs.
+
+    Built directly in the IR (no lowering), so z is exactly what the test says.
+    """
+    hidden = FloatLayer(name="hidden", shape=(1,), synapses=(FloatSynapse(INPUT_SOURCE, SynapseKind.DENSE,
+                                                                          np.array([[weight]])),),
+                        bias=np.array([bias]), spiking=True, theta=1.0,
+                        act=SlipParams(a=a, L=L, delta1=0.0, delta2=delta2), v_init=delta2)
+    readout = FloatLayer(name="out", shape=(2,), synapses=(FloatSynapse(0, SynapseKind.DENSE, np.array([[1.0], [-1.0]])),),
+                         bias=np.zeros(2), spiking=False, theta=1.0, act=None, v_init=0.0)
+    return SpikingNetwork(input_shape=(1, 1, 1), layers=(hidden, readout))
 
 
 def _pixels(values: list[float] | np.ndarray) -> torch.Tensor:

@@ -35,7 +35,7 @@ class _Pending:
 
     pools: list[tuple[int, int]] = field(default_factory=list)   # average pools still to fold, (kH, kW)
     flatten: bool = False
-    affine: tuple[np.ndarray, np.ndarray] | None = None           # per-channel input scale α, offset β
+    affine: tuple[np.ndarray, np.ndarray] | None = None           # input = pixel·α + β per channel, until folded
     synapse: FloatSynapse | None = None                           # weight in source units (not yet /θ)
     bias: np.ndarray | None = None                                # (C,) or per-neuron, source units
     shape: tuple[int, ...] | None = None                          # output shape of ``synapse``
@@ -76,12 +76,12 @@ def _refuse(name: str, module: nn.Module, why: str) -> ModelError:
 
 @converter(Normalize)
 def _normalize(st: _State, name: str, m: Normalize) -> None:
-    if st.source != INPUT_SOURCE or st.pending.synapse is not None or st.pending.affine is not None:
+    if st.source != INPUT_SOURCE or st.pending.synapse is not None or st.pending.affine is None:
         raise _refuse(name, m, "input normalization must come before the first conv/linear layer")
     std = m.std.detach().double().flatten().numpy()
     mean = m.mean.detach().double().flatten().numpy()
-    # model input x = pixel/255, so (x − mean)/std = pixel·α + β
-    st.pending.affine = (1.0 / (255.0 * std), -mean / std)
+    alpha, beta = st.pending.affine      # the input so far is pixel·α + β
+    st.pending.affine = (alpha / std, (beta - mean) / std)
 
 
 @converter(nn.AvgPool2d, nn.AdaptiveAvgPool2d)
@@ -153,12 +153,12 @@ def _finish_synapse(st: _State, name: str, syn: FloatSynapse, bias: np.ndarray, 
         alpha, beta = p.affine
         w = syn.weight
         if syn.kind is SynapseKind.CONV:
-            if syn.groups != 1:
-                raise ModelError(f"cannot fold input normalization into grouped conv {name!r}")
-            w_scaled = w * alpha[None, :, None, None]
+            cin_g, cout_g = w.shape[1], w.shape[0] // syn.groups   # input channel read by weight[o, j]
+            channel = (np.arange(w.shape[0])[:, None] // cout_g) * cin_g + np.arange(cin_g)[None, :]
+            w_scaled = w * alpha[channel][:, :, None, None]
             shift = torch.as_tensor(np.broadcast_to(beta[:, None, None], src_shape).copy())[None]
-            offset = torch.nn.functional.conv2d(shift, torch.as_tensor(w), stride=syn.stride,
-                                                padding=syn.padding, dilation=syn.dilation)[0].numpy()
+            offset = torch.nn.functional.conv2d(shift, torch.as_tensor(w), stride=syn.stride, padding=syn.padding,
+                                                dilation=syn.dilation, groups=syn.groups)[0].numpy()
         else:
             per_in = np.broadcast_to(np.asarray(alpha)[:, None, None], src_shape).reshape(-1) \
                 if len(src_shape) == 3 else np.asarray(alpha)
@@ -349,6 +349,8 @@ def lower(model: nn.Module, input_shape: tuple[int, int, int], thetas: dict[str,
     """
     model = copy.deepcopy(model).eval()
     st = _State(layers=[], thetas=dict(thetas or {}), input_shape=tuple(input_shape), shape=tuple(input_shape))
+    # the model sees x = pixel / 255; the first synapse reads the 8-bit pixels themselves
+    st.pending.affine = (np.full(input_shape[0], 1.0 / 255.0), np.zeros(input_shape[0]))
     _convert_module(st, "", model)
     p = st.pending
     if p.synapse is None or p.pools or p.flatten:

@@ -1,0 +1,57 @@
+"""End to end through files: checkpoint → export → run (fast and Lava) → the same numbers everywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slipsnn.toolchain.activations import preset_params
+from slipsnn.toolchain.checkpoint import save_checkpoint
+from slipsnn.toolchain.datasets import dataset_info
+from slipsnn.toolchain.models import ModelConfig, build_model
+from slipsnn.toolchain.pipeline import accuracy_chain, export_checkpoint, run_file, verify_file
+from slipsnn.toolchain.run import load_network
+
+
+def _checkpoint(folder: Path, arch: str, seed: int = 0) -> Path:
+    """An untrained (seeded) digits-shaped model with random BatchNorm statistics, saved as model.pt."""
+    info = dataset_info("digits")
+    cfg = ModelConfig(arch, 10, info.input_shape, info.mean, info.std, width=0.25)
+    torch.manual_seed(seed)
+    model = build_model(cfg, preset_params("slip", L=4), theta=1.0).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(0.0, 0.3)
+    return save_checkpoint(folder / "model.pt", model, cfg, preset_params("slip", L=4), dataset="digits",
+                           metrics={"ann_accuracy": 0.1})
+
+
+def test_export_run_and_chain_agree(tmp_path: Path) -> None:
+    net, path = export_checkpoint(_checkpoint(tmp_path, "digits_cnn"), tmp_path / "m.net", timesteps=3)
+    res = run_file(path, backend="fast", limit=40)
+    doc = res.to_json()
+    assert {"backend", "timesteps", "samples", "accuracy", "predictions", "spikes_per_layer"} <= set(doc)
+    assert doc["samples"] == 40 and len(doc["predictions"]) == 40
+    assert np.array(doc["spikes_per_layer"]).shape == (40, len(net.layers))
+    json.dumps(doc)
+    chain = accuracy_chain(tmp_path / "model.pt", path, (1, 3), backend="fast", limit=40)
+    assert chain["int_snn"] == chain["fast"]
+    assert chain["int_snn"][3] == pytest.approx(res.accuracy)
+    # the file holds what the export returned
+    assert load_network(path).summary() == net.summary()
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("arch", ["digits_cnn", "resnet20"])
+def test_lava_equals_fast_bit_for_bit_through_the_file(tmp_path: Path, arch: str) -> None:
+    """The digits CNN (average pools folded) and a ResNet (identity and projection shortcuts, global pool)."""
+    _, path = export_checkpoint(_checkpoint(tmp_path, arch, seed=1), tmp_path / "m.net", timesteps=2)
+    v = verify_file(path, limit=6)
+    assert v.mismatch.total == 0, v.mismatch
+    assert np.array_equal(v.lava.sim.spikes, v.fast.sim.spikes)
+    assert v.lava.sim.spikes[:, :-1].sum() > 0, "the test network must spike to mean anything"
