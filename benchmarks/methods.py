@@ -1,6 +1,6 @@
 """Digits benchmark: SlipReLU against its special cases and the ReLU source ANN, over several seeds.
 
-    python benchmarks/methods.py                       # 8 methods × 3 seeds × 30 epochs (~15 min on 2 cores)
+    python benchmarks/methods.py                       # 8 methods × 3 seeds × 30 epochs (8 min measured, 2 cores)
     python benchmarks/methods.py --quick               # 1 seed, 2 epochs, 2 methods (the smoke test)
 
 Every method trains the same architecture (the digits CNN, width 1) with the same recipe — the digits
@@ -40,7 +40,7 @@ from throughput import describe_machine, machine_info  # noqa: E402  (sibling sc
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "methods.json"
 TIMESTEPS = (1, 2, 4, 8)
 # The digits default of ``slipsnn train`` (TrainConfig). Measured on the 2-core build machine with one
-# torch thread: 0.5-2 s per epoch depending on the load, so 24 runs of 30 epochs take ~15 min (< 30 min).
+# torch thread: 0.3-1 s per epoch depending on the load; the 24 runs of 30 epochs took 8 min (< 30 min).
 DEFAULT_EPOCHS = 30
 DEFAULT_SEEDS = 3
 # The digits CNN's tensors are tiny: one torch thread loses little on an idle 2-core machine, and when

@@ -143,7 +143,8 @@ def test_slipify_replaces_relu_and_maxpool_and_keeps_the_original() -> None:
 def test_if_neuron_with_T_equal_L_reproduces_the_quantized_step(T: int, delta2: float) -> None:
     """QCFS theorem: constant input x, v(0) = δ₂ (θ = 1), T = L steps ⇒ spikes/T = clip(⌊T·x + δ₂⌋/T, 0, 1).
 
-    One pixel (255) drives N neurons with weights x_i/255, so neuron i receives x_i every step. The
+    One pixel (255, which the model sees as 1.0) drives N neurons with weights x_i, so neuron i receives
+    x_i every step. The
     simulator runs in float32: x_i are kept ≥ 1e-3 away from the step edges, where an error of a few
     float32 ulps (T·x·2⁻²³ < 1e-5) could move a spike by one step.
     """
@@ -155,7 +156,7 @@ def test_if_neuron_with_T_equal_L_reproduces_the_quantized_step(T: int, delta2: 
     act = SlipReLU(theta=1.0, L=T, a=0.0, delta2=delta2)
     model = nn.Sequential(nn.Flatten(), nn.Linear(1, n), act, nn.Linear(n, 2))
     with torch.no_grad():
-        model[1].weight.copy_(torch.as_tensor(x / 255.0).view(n, 1))
+        model[1].weight.copy_(torch.as_tensor(x).view(n, 1))
         model[1].bias.zero_()
     snn = lower(model, (1, 1, 1))
     res = simulate_float(snn, torch.full((1, 1, 1, 1), 255.0), T, record_counts=True)

@@ -29,8 +29,9 @@ def _one_neuron(weight: float, bias: float, a: float, L: int, delta2: float) -> 
                                                                           np.array([[weight]])),),
                         bias=np.array([bias]), spiking=True, theta=1.0,
                         act=SlipParams(a=a, L=L, delta1=0.0, delta2=delta2), v_init=delta2)
-    readout = FloatLayer(name="out", shape=(2,), synapses=(FloatSynapse(0, SynapseKind.DENSE, np.array([[1.0], [-1.0]])),),
-                         bias=np.zeros(2), spiking=False, theta=1.0, act=None, v_init=0.0)
+    to_out = FloatSynapse(0, SynapseKind.DENSE, np.array([[1.0], [-1.0]]))
+    readout = FloatLayer(name="out", shape=(2,), synapses=(to_out,), bias=np.zeros(2), spiking=False, theta=1.0,
+                         act=None, v_init=0.0)
     return SpikingNetwork(input_shape=(1, 1, 1), layers=(hidden, readout))
 
 

@@ -27,7 +27,7 @@ from slipsnn.toolchain.ir import IntLayer, IntNetwork, IntSynapse   # noqa: E402
 RUN_SCRIPT = Path(sys.executable).parent / "slipsnn-run"
 START_SECONDS = 180.0   # imports, data, compile and process start on a loaded 2-core machine
 EXIT_SECONDS = 60.0     # lava_runtime.STOP_TIMEOUT_S (20 s) plus margin
-REAP_SECONDS = 10.0     # Python's resource tracker exits shortly after its parent
+REAP_SECONDS = 30.0     # Python's resource tracker exits shortly after its parent (slower on a loaded machine)
 STOP_TIMEOUT_S = 2.0    # a shorter stop timeout than lava_runtime's, for the hanging-stop test
 
 
@@ -43,8 +43,9 @@ def digits_net(timesteps: int = 8) -> IntNetwork:
 
 
 def live_processes(field: int, value: int) -> list[str]:
-    """Live (non-zombie) processes whose /proc stat ``field`` (after the command; 1: parent, 3: session)
-    equals ``value``, as 'pid command'; Python's resource tracker is left out (it exits after its parent)."""
+    """Live (non-zombie, not exiting) processes whose /proc stat ``field`` (after the command; 1: parent,
+    3: session) equals ``value``, as 'pid command'; Python's resource tracker is left out (it exits after
+    its parent)."""
     found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -54,7 +55,8 @@ def live_processes(field: int, value: int) -> list[str]:
                 command = f.read().replace(b"\0", b" ").decode(errors="replace")[:100]
         except OSError:   # it ended while we looked
             continue
-        if int(fields[field]) == value and fields[0] != "Z" and "resource_tracker" not in command:
+        # an empty command line means the process has already released its memory: it is exiting
+        if int(fields[field]) == value and fields[0] != "Z" and command.strip() and "resource_tracker" not in command:
             found.append(f"{entry} {command}")
     return found
 

@@ -176,6 +176,9 @@ def analyze_network(net: SpikingNetwork, pixels: torch.Tensor, labels: torch.Ten
 
     Returns:
         The ``ConversionAnalysis``.
+
+    Every layer's ANN activations and spike counts for all samples are held in memory (percentiles
+    need them all): fine for digits, use a sample limit for CIFAR-sized networks.
     """
     if int(timesteps) < 1:
         raise SlipsnnError(f"timesteps={timesteps}: must be ≥ 1")
@@ -214,7 +217,7 @@ def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
         checkpoint_path: a slipsnn ``model.pt``.
         timesteps: T ≥ 1.
         delta2_values: initial membranes (units of θ) for the sweep, each in (−1, 1).
-        limit: use the first ``limit`` test samples (default all).
+        limit: use the first ``limit`` test samples (default all; see ``analyze_network`` on memory).
         data_root: folder of the data set files (not needed for digits).
         dataset: evaluate on this data set's test split (default: the checkpoint's).
 
