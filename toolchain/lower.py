@@ -39,7 +39,7 @@ class _Pending:
     synapse: FloatSynapse | None = None                           # weight in source units (not yet /θ)
     bias: np.ndarray | None = None                                # (C,) or per-neuron, source units
     shape: tuple[int, ...] | None = None                          # output shape of ``synapse``
-    owner: str = ""                                               # name of the module that made ``synapse``
+    owner: str = ""                                               # "<module>:<op>" that made ``synapse``
     macs: int = 0                                                 # MACs of the original (unfolded) module
 
 
@@ -140,7 +140,7 @@ def _conv(st: _State, name: str, m: nn.Conv2d) -> None:
         stride, padding = (stride[0] * kh, stride[1] * kw), (padding[0] * kh, padding[1] * kw)
     syn = FloatSynapse(st.source, SynapseKind.CONV, weight, stride, padding, dilation, m.groups)
     bias = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(weight.shape[0])
-    _finish_synapse(st, name, syn, bias, macs)
+    _finish_synapse(st, f"{name}:{'pool+' if p.pools else ''}conv", syn, bias, macs)
 
 
 def _finish_synapse(st: _State, name: str, syn: FloatSynapse, bias: np.ndarray, macs: int) -> None:
@@ -200,7 +200,7 @@ def _linear(st: _State, name: str, m: nn.Linear) -> None:
         raise _refuse(name, m, f"expects {weight.shape[1]} inputs, the previous layer gives {int(np.prod(src_shape))}")
     syn = FloatSynapse(st.source, SynapseKind.DENSE, weight)
     bias = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(weight.shape[0])
-    _finish_synapse(st, name, syn, bias, macs)
+    _finish_synapse(st, f"{name}:{'pool+' if p.pools else ''}linear", syn, bias, macs)
 
 
 @converter(nn.BatchNorm2d, nn.BatchNorm1d)
@@ -224,7 +224,7 @@ def _activation(st: _State, name: str, m: nn.Module) -> None:
     if p.synapse is None:
         raise _refuse(name, m, "an activation must follow a conv or linear layer")
     theta, act = _theta_and_params(st, name, m)
-    _close_layer(st, name, [p.synapse], p.bias, p.shape, theta, act, p.macs)
+    _close_layer(st, p.owner, [p.synapse], p.bias, p.shape, theta, act, p.macs)
 
 
 @converter(BasicBlock)
@@ -252,7 +252,7 @@ def _block(st: _State, name: str, m: BasicBlock) -> None:
     theta, act = _theta_and_params(st, f"{name}.act2", m.act2)
     # the shortcut reads spikes of the block input, each worth that layer's θ
     short_syn = _scaled(short.synapse, entry_theta)
-    _close_layer(st, f"{name}.act2", [main.synapse, short_syn], main.bias + short.bias, main.shape, theta, act,
+    _close_layer(st, f"{main.owner}+shortcut", [main.synapse, short_syn], main.bias + short.bias, main.shape, theta, act,
                  main.macs + short.macs)
 
 
