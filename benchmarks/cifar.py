@@ -136,15 +136,13 @@ def train_resumable(cfg: Any, run_dir: Path, train_subset: int | None, test_limi
     ``seed·1000003 + e``, so a resumed run sees the same batches as an uninterrupted one.
     """
     import torch
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader, Subset
 
-    from slipsnn.toolchain.activations import clamp_activations_
     from slipsnn.toolchain.atomic import atomic_write
     from slipsnn.toolchain.checkpoint import save_checkpoint
     from slipsnn.toolchain.data import dataset_info, load_dataset
     from slipsnn.toolchain.models import ModelConfig, build_model
-    from slipsnn.toolchain.train import evaluate_ann, resolve_device
+    from slipsnn.toolchain.train import evaluate_ann, resolve_device, train_epoch
 
     device = resolve_device(cfg.device)
     info, act = dataset_info(cfg.dataset), cfg.act_params()
@@ -182,25 +180,12 @@ def train_resumable(cfg: Any, run_dir: Path, train_subset: int | None, test_limi
         loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
                             generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda")
         lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = model(x)
-            loss = F.cross_entropy(out, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            clamp_activations_(model)
-            loss_sum += loss.detach() * len(y)
-            correct += (out.detach().argmax(1) == y).sum()
-            seen += len(y)
+        loss, train_acc = train_epoch(model, loader, optimizer, device)
         scheduler.step()
         test_acc = evaluate_ann(model, test_x, test_y)
         seconds = time.perf_counter() - start
-        state["history"].append({"epoch": epoch + 1, "loss": float(loss_sum) / seen,
-                                 "train_accuracy": int(correct) / seen, "test_accuracy": test_acc, "lr": lr,
-                                 "seconds": round(seconds, 3)})
+        state["history"].append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_acc,
+                                 "test_accuracy": test_acc, "lr": lr, "seconds": round(seconds, 3)})
         state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
         if test_acc > state["best_acc"]:
             state["best_acc"], state["best_epoch"] = test_acc, epoch + 1

@@ -257,7 +257,7 @@ def format_analysis(res: ConversionAnalysis) -> str:
     d = res.to_json()
     names = res.layer_names
     width = max([len(n) for n in names] + [12])
-    lines = [f"conversion error e = ANN activation/θ − SNN spike count/T (units of θ; e > 0: the SNN fires less)",
+    lines = ["conversion error e = ANN activation/θ − SNN spike count/T (units of θ; e > 0: the SNN fires less)",
              f"{res.source} ({_activation_text(res)}), T={res.timesteps}, {res.samples} test samples, "
              f"ANN accuracy {100 * d['ann_accuracy']:.2f} %", ""]
     tr = d["trained"]

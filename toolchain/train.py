@@ -371,6 +371,29 @@ def _num_workers(cfg: TrainConfig, device: torch.device) -> int:
     return min(8, os.cpu_count() or 1)
 
 
+def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                device: torch.device) -> tuple[float, float]:
+    """One pass of SGD over ``loader``, keeping every SlipReLU's θ > 0 and a ∈ [0, 1] after each step.
+
+    Returns:
+        (mean cross-entropy loss, training accuracy as a fraction) over the epoch.
+    """
+    model.train()
+    loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        out = model(x)
+        loss = F.cross_entropy(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        clamp_activations_(model)
+        loss_sum += loss.detach() * len(y)   # summed on the device: no sync per step
+        correct += (out.detach().argmax(1) == y).sum()
+        seen += len(y)
+    return float(loss_sum) / seen, int(correct) / seen
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Train ``cfg.arch`` with ``cfg.activation`` on ``cfg.dataset`` and keep the best test accuracy.
 
@@ -425,22 +448,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         bar = tqdm(range(cfg.epochs), desc=f"train {cfg.arch}/{cfg.activation}", disable=not progress, unit="epoch")
         for epoch in bar:
             lr = optimizer.param_groups[0]["lr"]
-            loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-            model.train()
-            for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                out = model(x)
-                loss = F.cross_entropy(out, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                clamp_activations_(model)
-                loss_sum += loss.detach() * len(y)   # summed on the device: no sync per step
-                correct += (out.detach().argmax(1) == y).sum()
-                seen += len(y)
+            loss, train_acc = train_epoch(model, loader, optimizer, device)
             scheduler.step()
             test_acc = evaluate_ann(model, test_x, test_y)
-            history.append({"epoch": epoch + 1, "loss": float(loss_sum) / seen, "train_accuracy": int(correct) / seen,
+            history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_acc,
                             "test_accuracy": test_acc, "lr": lr})
             if test_acc > best_acc:
                 best_acc, best_epoch = test_acc, epoch + 1
