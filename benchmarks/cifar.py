@@ -220,7 +220,8 @@ def evaluate_run(ckpt_path: Path, data_root: str | None, timesteps: Sequence[int
                  integer: bool) -> dict[str, Any]:
     """ANN, float-SNN (and integer-SNN) accuracy of a finished checkpoint on the test split (fractions)."""
     from slipsnn.toolchain.checkpoint import load_checkpoint
-    from slipsnn.toolchain.pipeline import convert_checkpoint, load_test_pixels
+    from slipsnn.toolchain.data import load_pixels
+    from slipsnn.toolchain.pipeline import convert_checkpoint
     from slipsnn.toolchain.quantize import QuantConfig, quantize
     from slipsnn.toolchain.simulate import simulate_float, simulate_int
     from slipsnn.toolchain.train import evaluate_ann
@@ -228,7 +229,7 @@ def evaluate_run(ckpt_path: Path, data_root: str | None, timesteps: Sequence[int
     start = time.perf_counter()
     ckpt = load_checkpoint(ckpt_path)
     net = convert_checkpoint(ckpt)
-    pixels, labels = load_test_pixels(ckpt.dataset, data_root, test_limit)
+    pixels, labels = load_pixels(ckpt.dataset, "test", data_root, test_limit)
     y = labels.numpy()
     acc = simulate_float(net, pixels, max(timesteps)).accuracy(y)
     out: dict[str, Any] = {"ann": evaluate_ann(ckpt.model, pixels / 255.0, labels), "samples": len(y),

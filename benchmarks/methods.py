@@ -80,7 +80,7 @@ def run_one(method: Method, seed: int, epochs: int, timesteps: Sequence[int],
 
     ``limit`` evaluates on the first ``limit`` test images only (the ``--quick`` smoke run).
     """
-    from slipsnn.toolchain.data import load_tensors
+    from slipsnn.toolchain.data import load_pixels
     from slipsnn.toolchain.lower import lower
     from slipsnn.toolchain.quantize import QuantConfig, quantize
     from slipsnn.toolchain.simulate import simulate_float, simulate_int
@@ -92,15 +92,15 @@ def run_one(method: Method, seed: int, epochs: int, timesteps: Sequence[int],
     res = train(cfg, progress=False)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    images, labels = load_tensors("digits", "test", limit=limit)
-    pixels, y = (images * 255).round(), labels.numpy()
+    pixels, labels = load_pixels("digits", "test", limit=limit)
+    y = labels.numpy()
     net = lower(res.model, res.model_cfg.input_shape, res.thetas)
     float_acc = simulate_float(net, pixels, max(timesteps)).accuracy(y)
     int_acc = {}
     for t in timesteps:
         q = quantize(net, QuantConfig(timesteps=t, max_timesteps=t))
         int_acc[str(t)] = float(simulate_int(q, pixels, t).accuracy(y)[-1])
-    return {"seed": seed, "ann": evaluate_ann(res.model, images, labels),
+    return {"seed": seed, "ann": evaluate_ann(res.model, pixels / 255, labels),
             "float_snn": {str(t): float(float_acc[t - 1]) for t in timesteps}, "int_snn": int_acc,
             "best_epoch": res.metrics["best_epoch"], "thetas": res.thetas,
             "train_config": {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "data_root")},
@@ -210,12 +210,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, methods: list[Method], seeds: int, epochs: int, limit: int | None) -> dict[str, Any]:
     from slipsnn.toolchain.atomic import atomic_write_json
-    from slipsnn.toolchain.data import load_tensors
+    from slipsnn.toolchain.data import load_pixels
 
     result: dict[str, Any] = {
         "benchmark": "methods", "dataset": "digits", "arch": "digits_cnn", "epochs": epochs,
         "seeds": list(range(seeds)), "timesteps": list(TIMESTEPS), "quick": bool(args.quick),
-        "test_samples": len(load_tensors("digits", "test", limit=limit)[1]),
+        "test_samples": len(load_pixels("digits", "test", limit=limit)[1]),
         "integer_export": "one quantize() per T with QuantConfig(timesteps=T, max_timesteps=T), run for T steps",
         "std": "sample standard deviation over seeds (ddof=1); 0 for one seed",
         "threads": torch_threads(), "machine": machine_info(), "methods": [], "comparisons": {}, "finished": False}

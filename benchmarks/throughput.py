@@ -86,14 +86,15 @@ def measure(checkpoint: Path, samples: int, naive_samples: int, timesteps: int, 
     import numpy as np
     import torch
     from slipsnn.toolchain.checkpoint import load_checkpoint
-    from slipsnn.toolchain.pipeline import convert_checkpoint, load_test_pixels
+    from slipsnn.toolchain.data import load_pixels
+    from slipsnn.toolchain.pipeline import convert_checkpoint
     from slipsnn.toolchain.quantize import QuantConfig, quantize
     from slipsnn.toolchain.simulate import simulate_float, simulate_int
 
     ckpt = load_checkpoint(checkpoint)
     snn = convert_checkpoint(ckpt)
     net = quantize(snn, QuantConfig(timesteps=timesteps, max_timesteps=timesteps))
-    pixels, labels = load_test_pixels(ckpt.dataset, limit=samples)
+    pixels, labels = load_pixels(ckpt.dataset, "test", limit=samples)
     y = labels.numpy()
     images = pixels / 255.0
     rows: list[dict[str, Any]] = []

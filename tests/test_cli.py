@@ -132,7 +132,8 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], match: str, files: d
     (["train", "--dataset", "cifar100", "--data-root", "{empty_dir}", "--epochs", "1", "--width", "0.25",
       "--device", "cpu", "--out", "{tmp}/out", "--quiet"], "cifar100 not found under"),
     (["train", "--arch", "nope", "--quiet", "--out", "{tmp}/out"], "unknown architecture 'nope'; allowed"),
-    (["run", "{net}", "--backend", "fast", "--timesteps", "100000000"], "re-export with --max-timesteps"),
+    (["run", "{net}", "--backend", "fast", "--timesteps", "4000"], "re-export with --max-timesteps"),
+    (["run", "{net}", "--backend", "fast", "--timesteps", "100000000"], "must be in [1, 4096]"),
     (["report", "{net}", "--profile", "nochip", "--limit", "4"], "unknown profile 'nochip'"),
     (["export", "{pt}", "-o", "{net}/m.net"], "cannot write"),   # parent is a file
     (["run", "{net}", "--backend", "fast", "--limit", "4", "--json", "{net}/x.json"], "model.net"),

@@ -14,7 +14,7 @@ import torch
 
 from slipsnn.exporters.netx import read_netx
 from slipsnn.toolchain.checkpoint import load_checkpoint
-from slipsnn.toolchain import pipeline
+from slipsnn.toolchain.data import load_pixels
 from slipsnn.toolchain.pipeline import convert_checkpoint, export_checkpoint, train_and_evaluate
 from slipsnn.toolchain.simulate import SimResult, simulate_float, simulate_int
 from slipsnn.toolchain.train import TrainConfig
@@ -73,7 +73,7 @@ def test_simulators_repeat_bit_for_bit(tmp_path: Path) -> None:
     act = preset_params("slip", L=4)
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "m.pt", build_model(cfg, act), cfg, act, dataset="digits", metrics={})
-    pixels, _ = pipeline.load_test_pixels("digits", limit=96)   # (a name pytest would collect)
+    pixels, _ = load_pixels("digits", "test", limit=96)
 
     snn = convert_checkpoint(ckpt)
     f1, f2 = simulate_float(snn, pixels, 6), simulate_float(snn, pixels, 6)

@@ -230,10 +230,11 @@ def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
         [0.001, -0.004, 0.012]
     """
     from .checkpoint import load_checkpoint
-    from .pipeline import convert_checkpoint, load_test_pixels
+    from .data import load_pixels
+    from .pipeline import convert_checkpoint
     ckpt = load_checkpoint(checkpoint_path)
     net = convert_checkpoint(ckpt)
-    pixels, labels = load_test_pixels(dataset or ckpt.dataset, data_root, limit)
+    pixels, labels = load_pixels(dataset or ckpt.dataset, "test", data_root, limit)
     return analyze_network(net, pixels, labels, timesteps, delta2_values, source=str(checkpoint_path))
 
 

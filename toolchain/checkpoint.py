@@ -137,7 +137,7 @@ def _plain(obj: Any, where: str) -> Any:
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_cfg: ModelConfig, act: SlipParams | None, *,
                     dataset: str, metrics: dict, thetas: dict[str, float] | None = None,
-                    train_cfg: dict | None = None, preset: str | None = None) -> Path:
+                    train_cfg: dict | None = None) -> Path:
     """Save ``model`` as a slipsnn checkpoint, atomically.
 
     Args:
@@ -150,24 +150,18 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_cfg: ModelC
         thetas: θ of each ``nn.ReLU`` by module name (required for a ReLU model); a SlipReLU's θ is
             always read from the module.
         train_cfg: the training configuration as a dict.
-        preset: the activation's preset name; default ``preset_name(act)``.
 
     Returns:
         ``path`` as a ``Path``.
 
     Raises:
-        ModelError: a ReLU without θ, a preset name that does not fit ``act``, or metrics/config holding
-            objects a weights-only load could not read.
+        ModelError: a ReLU without θ, or metrics/config holding objects a weights-only load could not read.
 
     Example:
         >>> save_checkpoint("runs/digits/model.pt", model, cfg, act, dataset="digits",
         ...                 metrics={"ann_accuracy": 0.97})   # doctest: +SKIP
     """
-    preset = preset_name(act) if preset is None else preset
-    if preset not in PRESETS:
-        raise ModelError(f"unknown activation preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    if (preset == "relu") != (act is None):
-        raise ModelError(f"preset {preset!r} does not match the activation parameters {act}")
+    preset = preset_name(act)   # stored for readers; derived again from the parameters on load
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -224,10 +218,11 @@ def _activation(path: Path, d: Any) -> tuple[str, SlipParams | None]:
     if missing:
         raise ModelError(f"{path}: activation {preset!r} lacks the parameters {missing}")
     try:
-        return preset, SlipParams(a=float(d["a"]), L=int(d["L"]), delta1=float(d["delta1"]),
-                                  delta2=float(d["delta2"]), a_learnable=bool(d["a_learnable"]))
+        act = SlipParams(a=float(d["a"]), L=int(d["L"]), delta1=float(d["delta1"]), delta2=float(d["delta2"]),
+                         a_learnable=bool(d["a_learnable"]))
     except (TypeError, ValueError) as err:
         raise ModelError(f"{path}: invalid activation parameters: {err}") from None
+    return preset_name(act), act   # the name follows from the parameters, whatever the file says
 
 
 def _fit_state(path: Path, model: nn.Module, state: Any, arch: str) -> None:

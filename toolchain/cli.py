@@ -69,16 +69,17 @@ _data_root = click.option("--data-root", type=click.Path(file_okay=False, path_t
 @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=None, help="Channel multiplier.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @_data_root
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/digits"),
-              show_default=True, help="Folder for model.pt and metrics.json.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for model.pt and metrics.json [default: runs/<dataset>].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(dataset: str, activation: str, a: float | None, L: int | None, delta1: float | None,
           delta2: float | None, a_learnable: bool | None, arch: str | None, epochs: int | None, lr: float | None,
-          batch_size: int | None, seed: int, width: float | None, device: str, data_root: Path | None, out: Path,
-          quiet: bool, debug: bool) -> None:
+          batch_size: int | None, seed: int, width: float | None, device: str, data_root: Path | None,
+          out: Path | None, quiet: bool, debug: bool) -> None:
     """Train a SlipReLU (or QCFS / clip / ReLU) ANN and evaluate its converted SNN at T = 1, 2, 4, 8."""
     from .pipeline import train_and_evaluate
     from .train import TrainConfig
+    out = out or Path("runs") / dataset
     cfg = TrainConfig.for_dataset(dataset, activation=activation, a=a, L=L, delta1=delta1, delta2=delta2,
                                   a_learnable=a_learnable, arch=arch, epochs=epochs, lr=lr, batch_size=batch_size,
                                   seed=seed, width=width, device=device,

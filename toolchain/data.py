@@ -313,3 +313,19 @@ def load_tensors(name: str, split: str, root: str | Path | None = None,
         raise DataError(f"limit must be None or >= 0, got {limit}")
     images, labels = _open(name, split, root).raw(limit)
     return images.to(torch.float32).div_(255), labels
+
+
+def load_pixels(name: str, split: str, root: str | Path | None = None,
+                limit: int | None = None) -> tuple[Tensor, Tensor]:
+    """A whole split as 8-bit pixel values, what the spiking network takes as input.
+
+    Returns:
+        ``(pixels, labels)``: float32 ``[N, C, H, W]`` holding the integers 0..255, int64 ``[N]``.
+
+    Raises:
+        DataError: As ``load_dataset``, or ``limit`` < 1.
+    """
+    if limit is not None and limit < 1:
+        raise DataError(f"limit must be None or ≥ 1, got {limit}")
+    images, labels = _open(name, split, root).raw(limit)
+    return images.to(torch.float32), labels

@@ -208,7 +208,7 @@ def _batchnorm(st: _State, name: str, m: nn.Module) -> None:
     p = st.pending
     if p.synapse is None:
         raise _refuse(name, m, "BatchNorm must follow a conv or linear layer to be folded")
-    gamma, beta, mean, var = _bn_terms(m)
+    gamma, beta, mean, var = _bn_terms(name, m)
     k = gamma / np.sqrt(var + m.eps)
     w = p.synapse.weight * k.reshape((-1,) + (1,) * (p.synapse.weight.ndim - 1))
     p.synapse = FloatSynapse(p.synapse.source, p.synapse.kind, w, p.synapse.stride, p.synapse.padding,
@@ -280,13 +280,14 @@ def _theta_and_params(st: _State, name: str, m: nn.Module) -> tuple[float, SlipP
     return float(st.thetas[name]), None
 
 
-def _bn_terms(m: nn.Module) -> tuple[np.ndarray, ...]:
+def _bn_terms(name: str, m: nn.Module) -> tuple[np.ndarray, ...]:
+    if m.running_mean is None or m.running_var is None:
+        raise _refuse(name, m, "BatchNorm without running statistics (track_running_stats=False) normalizes "
+                               "each batch by itself and cannot be folded into fixed weights")
     n = m.num_features
     gamma = m.weight.detach().double().numpy() if m.weight is not None else np.ones(n)
     beta = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(n)
-    mean = m.running_mean.detach().double().numpy() if m.running_mean is not None else np.zeros(n)
-    var = m.running_var.detach().double().numpy() if m.running_var is not None else np.ones(n)
-    return gamma, beta, mean, var
+    return gamma, beta, m.running_mean.detach().double().numpy(), m.running_var.detach().double().numpy()
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -347,7 +348,7 @@ def lower(model: nn.Module, input_shape: tuple[int, int, int], thetas: dict[str,
         >>> [l.shape for l in snn.layers]
         [(16, 8, 8), (32, 8, 8), (32, 4, 4), (10,)]
     """
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(model).cpu().eval()
     st = _State(layers=[], thetas=dict(thetas or {}), input_shape=tuple(input_shape), shape=tuple(input_shape))
     # the model sees x = pixel / 255; the first synapse reads the 8-bit pixels themselves
     st.pending.affine = (np.full(input_shape[0], 1.0 / 255.0), np.zeros(input_shape[0]))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .errors import QuantizationError
+from .connectivity import SynapseLike
 from .ir import INPUT_SOURCE, STATE_MAX, STATE_SHIFT, IntLayer, IntNetwork, SynapseKind
 from .spiking import apply_synapse
 
@@ -56,23 +57,42 @@ class OverflowBound:
         return float(np.log2(STATE_MAX / worst))
 
 
-def _signed_parts(weight: np.ndarray, kind: SynapseKind, geo: dict, source_shape: tuple[int, ...],
-                  x_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-neuron (Σ max(W,0)·x_max, Σ min(W,0)·x_max) as exact int64 arrays."""
+def input_extremes(syn: SynapseLike, source_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per target neuron, the largest and smallest input one step of ``syn`` can deliver.
+
+    Returns:
+        (Σ max(W, 0)·x_max, Σ min(W, 0)·x_max), float64 arrays of the synapse's output shape, in the
+        weight's units; x_max is 255 for the 8-bit image and 1 for spikes. Exact for integer weights.
+    """
+    x_max = INPUT_MAX if syn.source == INPUT_SOURCE else 1
     x = torch.full((1, *source_shape), float(x_max), dtype=torch.float64)
-    w = torch.as_tensor(weight, dtype=torch.float64)
-    pos = apply_synapse(x, kind, w.clamp(min=0), **geo)[0]
-    neg = apply_synapse(x, kind, w.clamp(max=0), **geo)[0]
-    return pos.round().numpy().astype(np.int64), neg.round().numpy().astype(np.int64)
+    w = torch.as_tensor(np.asarray(syn.weight), dtype=torch.float64)
+    geo = dict(stride=syn.stride, padding=syn.padding, dilation=syn.dilation, groups=syn.groups)
+    return (apply_synapse(x, syn.kind, w.clamp(min=0), **geo)[0].numpy(),
+            apply_synapse(x, syn.kind, w.clamp(max=0), **geo)[0].numpy())
 
 
-def _shift(a: np.ndarray, exp: int) -> np.ndarray:
-    return a << exp if exp >= 0 else a >> -exp
+def membrane_bound(i_max: np.ndarray, i_min: np.ndarray, v0: float, theta: float, timesteps: int,
+                   spiking: bool) -> float:
+    """Worst-case |u(t)| for t ≤ ``timesteps`` given per-neuron input bounds (the recurrences above).
+
+    Args:
+        i_max, i_min: per-neuron bounds of one step's total input (same units as ``theta`` and ``v0``).
+        v0: initial membrane; theta: threshold (ignored when not ``spiking``); timesteps: T.
+        spiking: IF_SOFT (True) or ACCUMULATE (False).
+    """
+    big_m, small_m, t = np.maximum(i_max, 0), np.minimum(i_min, 0), int(timesteps)
+    if spiking:
+        upper = max(v0, theta) + big_m + (t - 1) * np.maximum(big_m - theta, 0)
+        lower = min(v0, 0) + t * small_m
+    else:
+        upper, lower = v0 + t * big_m, v0 + t * small_m
+    return float(max(np.max(np.abs(upper)), np.max(np.abs(lower))))
 
 
 def layer_bounds(layer: IntLayer, index: int, source_shape: Callable[[int], tuple[int, ...]],
                  timesteps: int) -> OverflowBound:
-    """The worst-case bound of one layer over ``timesteps`` steps.
+    """The worst-case bound of one layer over ``timesteps`` steps, in exact integers.
 
     Args:
         layer: the layer; index: its position (for messages).
@@ -83,22 +103,18 @@ def layer_bounds(layer: IntLayer, index: int, source_shape: Callable[[int], tupl
     i_min = i_max.copy()
     acc = 0
     for syn in layer.synapses:
-        geo = dict(stride=syn.stride, padding=syn.padding, dilation=syn.dilation, groups=syn.groups)
-        x_max = INPUT_MAX if syn.source == INPUT_SOURCE else 1
-        pos, neg = _signed_parts(syn.weight, syn.kind, geo, source_shape(syn.source), x_max)
+        pos, neg = (np.round(a).astype(np.int64) for a in input_extremes(syn, source_shape(syn.source)))
         if syn.kind is SynapseKind.CONV:  # Lava's Dense accumulates in int32 without wrapping
             acc = max(acc, int(np.max(pos)), int(-np.min(neg)))
         i_max = i_max + (_shift(pos, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
         i_min = i_min + (_shift(neg, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
-    big_m, small_m, v0, t = np.maximum(i_max, 0), np.minimum(i_min, 0), int(layer.v_init), int(timesteps)
-    if layer.spiking:
-        theta = int(layer.threshold) << STATE_SHIFT
-        upper = max(v0, theta) + big_m + (t - 1) * np.maximum(big_m - theta, 0)
-        lower = min(v0, 0) + t * small_m
-    else:
-        upper, lower = v0 + t * big_m, v0 + t * small_m
-    state = int(max(np.max(np.abs(upper)), np.max(np.abs(lower))))
+    theta = int(layer.threshold) << STATE_SHIFT
+    state = int(membrane_bound(i_max, i_min, int(layer.v_init), theta, timesteps, layer.spiking))
     return OverflowBound(index, layer.name, state, acc)
+
+
+def _shift(a: np.ndarray, exp: int) -> np.ndarray:
+    return a << exp if exp >= 0 else a >> -exp
 
 
 def prove_no_overflow(net: IntNetwork, timesteps: int | None = None) -> list[OverflowBound]:

@@ -16,7 +16,7 @@ import torch
 
 from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint
-from .data import load_tensors
+from .data import load_pixels
 from .errors import SlipsnnError
 from .ir import IntNetwork
 from .lower import lower
@@ -31,24 +31,22 @@ if TYPE_CHECKING:
 
 def train_and_evaluate(cfg: "TrainConfig", progress: bool = True,
                        timesteps: Sequence[int] = (1, 2, 4, 8)) -> dict:
-    """Train, evaluate the converted float SNN on the test split, and save ``model.pt`` + ``metrics.json``.
+    """Train, evaluate the converted float SNN on the test split, and write ``metrics.json``.
+
+    Args:
+        cfg: the training configuration; with ``cfg.out_dir`` the checkpoint and metrics are written there.
+        progress: show the training progress bar.
+        timesteps: the T at which the converted SNN is evaluated.
 
     Returns:
-        ``{"ann_accuracy": acc, "snn_accuracy": {"1": acc, …}, …}`` (fractions of 1, test split); the
-        checkpoint's metrics hold the same numbers.
+        ``{"ann_accuracy": acc, "snn_accuracy": {"1": acc, …}, …}`` (fractions of 1, test split, without
+        the per-epoch history); the checkpoint's metrics hold the same numbers.
     """
     from .atomic import atomic_write_json
-    from .checkpoint import save_checkpoint
-    from .train import snn_accuracies, train
-    result = train(cfg, progress=progress)
-    images, labels = load_tensors(cfg.dataset, "test", cfg.data_root)
-    snn = snn_accuracies(result.model, result.model_cfg, result.thetas, images, labels, timesteps)
-    metrics = {**result.metrics, "snn_accuracy": {str(t): acc for t, acc in snn.items()}}
+    from .train import train
+    metrics = {k: v for k, v in train(cfg, progress, snn_timesteps=timesteps).metrics.items() if k != "history"}
     if cfg.out_dir:
-        out = Path(cfg.out_dir)
-        save_checkpoint(out / "model.pt", result.model, result.model_cfg, result.act, dataset=cfg.dataset,
-                        metrics=metrics, thetas=result.thetas, train_cfg=cfg.to_dict(), preset=result.preset)
-        atomic_write_json(out / "metrics.json", {k: v for k, v in metrics.items() if k != "history"})
+        atomic_write_json(Path(cfg.out_dir) / "metrics.json", metrics)
     return metrics
 
 
@@ -84,19 +82,18 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     return net, write_netx(net, path, neuron=neuron)
 
 
-def load_test_pixels(dataset: str, data_root: str | Path | None = None,
-                limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test split as 8-bit pixel values (N, C, H, W) and labels (N,)."""
-    if limit is not None and limit < 1:
-        raise SlipsnnError(f"--limit {limit}: must be ≥ 1")
-    images, labels = load_tensors(dataset, "test", data_root, limit)
-    return (images * 255).round(), labels
+def network_and_test_data(net_path: str | Path, dataset: str | None = None, data_root: str | Path | None = None,
+                          limit: int | None = None) -> tuple[IntNetwork, torch.Tensor, torch.Tensor]:
+    """An exported network and the test split it is evaluated on (by default the data set it records).
 
-
-def _network_and_data(net_path: str | Path, dataset: str | None, data_root: str | Path | None,
-                      limit: int | None) -> tuple[IntNetwork, torch.Tensor, torch.Tensor]:
+    Returns:
+        (network, pixels float32 (N, C, H, W) holding 0..255, labels int64 (N,)).
+    """
     net = load_network(net_path)
-    pixels, labels = load_test_pixels(dataset or net.meta.get("dataset", "digits"), data_root, limit)
+    dataset = dataset or net.meta.get("dataset")
+    if not dataset:
+        raise SlipsnnError(f"{net_path} does not record its data set; name one (--dataset)")
+    pixels, labels = load_pixels(dataset, "test", data_root, limit)
     return net, pixels, labels
 
 
@@ -104,7 +101,7 @@ def run_file(net_path: str | Path, *, backend: str = "loihi_sim", dataset: str |
              timesteps: int | None = None, limit: int | None = None, data_root: str | Path | None = None,
              progress: bool = False) -> RunResult:
     """Run an exported network on a data set's test split (default: the data set it was trained on)."""
-    net, pixels, labels = _network_and_data(net_path, dataset, data_root, limit)
+    net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
     return run_network(net, pixels, labels, timesteps, backend, progress)
 
 
@@ -121,7 +118,7 @@ def verify_file(net_path: str | Path, *, dataset: str | None = None, timesteps: 
                 limit: int | None = None, data_root: str | Path | None = None,
                 progress: bool = False) -> Verification:
     """Run ``loihi_sim`` and ``fast`` on the same samples and compare them element by element."""
-    net, pixels, labels = _network_and_data(net_path, dataset, data_root, limit)
+    net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
     lava = run_network(net, pixels, labels, timesteps, "loihi_sim", progress)
     fast = run_network(net, pixels, labels, timesteps, "fast", progress)
     return Verification(lava, fast, compare(lava.sim, fast.sim))
@@ -138,7 +135,7 @@ def accuracy_chain(checkpoint: str | Path, net_path: str | Path, timesteps: Sequ
     ckpt = load_checkpoint(checkpoint)
     snn = convert_checkpoint(ckpt)
     net = load_network(net_path)
-    pixels, labels = load_test_pixels(ckpt.dataset, data_root, limit)
+    pixels, labels = load_pixels(ckpt.dataset, "test", data_root, limit)
     t_max, y = max(timesteps), labels.numpy()
     logits = ann_forward(snn, pixels)[-1]
     chain: dict[str, dict[int, float] | float] = {"ann": float((logits.argmax(1) == labels).double().mean())}

@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import QuantizationError
-from .ir import (BIAS_EXP_MAX, BIAS_MAX, INPUT_SOURCE, STATE_MAX, STATE_SHIFT, THRESHOLD_MAX, WEIGHT_EXP_MIN,
+from .ir import (BIAS_EXP_MAX, BIAS_MAX, MAX_TIMESTEPS, STATE_MAX, STATE_SHIFT, THRESHOLD_MAX, WEIGHT_EXP_MAX,
+                 WEIGHT_EXP_MIN,
                  IntLayer, IntNetwork, IntSynapse, NeuronKind, SynapseKind)
-from .overflow import INPUT_MAX, layer_bounds
-from .spiking import FloatLayer, FloatSynapse, SpikingNetwork, apply_synapse
+from .overflow import input_extremes, layer_bounds, membrane_bound
+from .spiking import FloatLayer, FloatSynapse, SpikingNetwork
 
 W8_MAX = 127     # stored weight = 2·w8, w8 ∈ [−128, 127]
 MAX_SPLIT = 4    # a residual synapse may become up to 4 parallel synapses (Loihi allows repeated pairs)
@@ -48,8 +49,9 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.max_timesteps is None:
             object.__setattr__(self, "max_timesteps", self.timesteps)
-        if not 1 <= self.timesteps <= self.max_timesteps:  # type: ignore[operator]
-            raise QuantizationError(f"timesteps={self.timesteps} must be in [1, max_timesteps={self.max_timesteps}]")
+        if not 1 <= self.timesteps <= self.max_timesteps <= MAX_TIMESTEPS:  # type: ignore[operator]
+            raise QuantizationError(f"timesteps={self.timesteps}, max_timesteps={self.max_timesteps}: need "
+                                    f"1 ≤ timesteps ≤ max_timesteps ≤ {MAX_TIMESTEPS}")
 
 
 @dataclass(frozen=True)
@@ -74,40 +76,17 @@ class LayerQuantReport:
     margin_bits: float
 
 
-def _signed_max(syn: FloatSynapse, source_shape: tuple[int, ...]) -> float:
-    """Largest per-neuron Σ|W|·x_max of a synapse (normalized units)."""
-    import torch
-    x_max = INPUT_MAX if syn.source == INPUT_SOURCE else 1
-    x = torch.full((1, *source_shape), float(x_max), dtype=torch.float64)
-    out = apply_synapse(x, syn.kind, torch.as_tensor(np.abs(syn.weight)), syn.stride, syn.padding,
-                        syn.dilation, syn.groups)
-    return float(out.max())
-
-
-def _state_bound(layer: FloatLayer, net: SpikingNetwork, timesteps: int) -> float:
-    """Normalized worst-case |u| over ``timesteps`` (threshold 1); same recurrences as ``overflow.py``."""
-    import torch
-    i_max = np.broadcast_to(_bias_full(layer), layer.shape).astype(np.float64)
-    i_min = i_max.copy()
+def _float_bounds(layer: FloatLayer, net: SpikingNetwork, timesteps: int) -> tuple[float, float]:
+    """(worst-case |u| over ``timesteps``, worst conv accumulator) in normalized units (threshold 1)."""
+    i_max = layer.bias_full()
+    i_min, acc = i_max.copy(), 0.0
     for syn in layer.synapses:
-        x_max = INPUT_MAX if syn.source == INPUT_SOURCE else 1
-        x = torch.full((1, *net.source_shape(syn.source)), float(x_max), dtype=torch.float64)
-        w = torch.as_tensor(syn.weight)
-        geo = (syn.stride, syn.padding, syn.dilation, syn.groups)
-        i_max = i_max + apply_synapse(x, syn.kind, w.clamp(min=0), *geo)[0].numpy().reshape(layer.shape)
-        i_min = i_min + apply_synapse(x, syn.kind, w.clamp(max=0), *geo)[0].numpy().reshape(layer.shape)
-    big_m, small_m = np.maximum(i_max, 0).max(), np.minimum(i_min, 0).min()
-    if layer.spiking:
-        upper = max(layer.v_init, 1.0) + big_m + (timesteps - 1) * max(big_m - 1.0, 0.0)
-        lower = min(layer.v_init, 0.0) + timesteps * small_m
-    else:
-        upper, lower = layer.v_init + timesteps * big_m, layer.v_init + timesteps * small_m
-    return max(abs(upper), abs(lower), 1e-12)
-
-
-def _bias_full(layer: FloatLayer) -> np.ndarray:
-    b = np.asarray(layer.bias, dtype=np.float64)
-    return b.reshape((-1,) + (1,) * (len(layer.shape) - 1)) if b.shape != layer.shape else b
+        pos, neg = input_extremes(syn, net.source_shape(syn.source))
+        if syn.kind is SynapseKind.CONV:
+            acc = max(acc, float(pos.max()), float(-neg.min()))
+        i_max, i_min = i_max + pos.reshape(layer.shape), i_min + neg.reshape(layer.shape)
+    state = membrane_bound(i_max, i_min, layer.v_init, 1.0, timesteps, layer.spiking)
+    return max(state, 1e-12), acc
 
 
 def _choose_scale(layer: FloatLayer, net: SpikingNetwork, cfg: QuantConfig) -> tuple[float, str]:
@@ -115,16 +94,17 @@ def _choose_scale(layer: FloatLayer, net: SpikingNetwork, cfg: QuantConfig) -> t
     w_max = max(float(np.abs(s.weight).max()) / (1 if k == 0 else MAX_SPLIT) for k, s in enumerate(layer.synapses))
     b_max = float(np.abs(layer.bias).max()) if np.size(layer.bias) else 0.0
     headroom = 0.98  # rounding of weights/bias/v_init can push the exact integer bound up slightly
+    state, acc = _float_bounds(layer, net, cfg.max_timesteps)
+    # dense synapses keep their 8 bits at a larger scale through a weight exponent of up to +8
+    dense_range = 2 ** WEIGHT_EXP_MAX if cfg.dense_weight_exp and all(
+        s.kind is SynapseKind.DENSE for s in layer.synapses) else 1
     limits = {
-        "weights": 2 * W8_MAX / w_max if w_max > 0 else math.inf,
+        "weights": 2 * W8_MAX * dense_range / w_max if w_max > 0 else math.inf,
         "threshold": float(THRESHOLD_MAX) if layer.spiking else math.inf,
         "bias": BIAS_MAX * 2 ** BIAS_EXP_MAX / (b_max * 2 ** STATE_SHIFT) if b_max > 0 else math.inf,
-        "membrane": headroom * STATE_MAX / (_state_bound(layer, net, cfg.max_timesteps) * 2 ** STATE_SHIFT),
-        "accumulator": headroom * STATE_MAX / max([_signed_max(s, net.source_shape(s.source))
-                                                   for s in layer.synapses if s.kind is SynapseKind.CONV] or [1e-300]),
+        "membrane": headroom * STATE_MAX / (state * 2 ** STATE_SHIFT),
+        "accumulator": headroom * STATE_MAX / acc if acc > 0 else math.inf,
     }
-    if cfg.dense_weight_exp and all(s.kind is SynapseKind.DENSE for s in layer.synapses):
-        limits.pop("weights")  # dense keeps its 8 bits through the exponent at any scale
     by = min(limits, key=limits.get)
     scale = limits[by]
     if not math.isfinite(scale):
@@ -145,7 +125,7 @@ def _quantize_synapse(syn: FloatSynapse, scale: float, allow_exp: bool, copies: 
     if syn.kind is SynapseKind.DENSE and w_max > 0:
         # the smallest exponent e with max|w|·2^-e ≤ 254 (e < 0 gains precision, e > 0 extends range)
         exp = math.ceil(math.log2(w_max / (2 * W8_MAX)))
-        exp = max(exp, WEIGHT_EXP_MIN) if allow_exp else max(exp, 0)
+        exp = min(max(exp, WEIGHT_EXP_MIN) if allow_exp else max(exp, 0), WEIGHT_EXP_MAX)
     w8 = np.round(w * 2.0 ** -exp / 2).astype(np.int64)
     if np.abs(w8).max(initial=0) > W8_MAX * copies:
         raise QuantizationError(f"weight {w_max:.4g} exceeds {2 * W8_MAX * copies} at scale {scale:.4g}")
@@ -172,10 +152,14 @@ def quantize_layer(layer: FloatLayer, index: int, net: SpikingNetwork,
     """Quantize one layer and prove its 24-bit bound; shrink the scale while rounding breaks the proof."""
     scale, by = _choose_scale(layer, net, cfg)
     for _ in range(20):
-        q, rep = _quantize_at(layer, scale, by, cfg)
+        try:
+            q, rep = _quantize_at(layer, scale, by, cfg)
+        except QuantizationError as err:
+            raise QuantizationError(f"layer {index} ({layer.name!r}): {err}") from None
         bound = layer_bounds(q, index, net.source_shape, cfg.max_timesteps)
         if bound.ok:
             return q, LayerQuantReport(**{**asdict(rep), "margin_bits": round(bound.margin_bits, 3)})
+        by = "membrane" if bound.state > STATE_MAX else "accumulator"   # the exact proof set the scale
         shrink = 0.99 * 2.0 ** bound.margin_bits
         scale = float(math.floor(scale * shrink)) if layer.spiking else scale * shrink
         if scale < 1:

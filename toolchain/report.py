@@ -392,7 +392,7 @@ def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[
         profile: the main neuromorphic profile (name or TOML path), or several, main first; every other
             built-in neuromorphic profile is reported beside them (``choose_profiles``).
         json_path, plots_dir: where to save the JSON and the plots (None: not saved).
-        data_root: data folder (``data.load_tensors``).
+        data_root: data folder (``data.load_pixels``).
         limit: use only the first ``limit`` test samples.
         ann_profile: profile of the ANN baseline.
         progress: show progress bars.
@@ -403,18 +403,13 @@ def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[
     Example:
         >>> rep = report("runs/d/model.net", "digits", [1, 2, 4], limit=100)   # doctest: +SKIP
     """
-    from .data import load_tensors
-    from .run import load_network, run_network
+    from .pipeline import network_and_test_data
+    from .run import run_network
     ts = [int(timesteps)] if isinstance(timesteps, (int, np.integer)) else [int(t) for t in timesteps]
     if not ts or min(ts) < 1:
         raise SlipsnnError(f"timesteps {ts}: give at least one, each ≥ 1")
     profiles, ann = choose_profiles(profile, ann_profile)
-    net = load_network(net_path)
-    dataset = dataset or net.meta.get("dataset")
-    if not dataset:
-        raise SlipsnnError(f"{net_path} does not record its data set; name one (--dataset)")
-    images, labels = load_tensors(dataset, "test", data_root, limit)
-    pixels = (images * 255).round()
+    net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
     run = run_network(net, pixels, labels, max(ts), backend, progress=progress)
     rep = build_report(net, run, ts, profiles, ann)
     save_report(rep, json_path, plots_dir)

@@ -17,7 +17,7 @@ import torch
 
 from .errors import SlipsnnError
 from .ir import IntNetwork
-from .simulate import SimResult, check_horizon, simulate_int
+from .simulate import SimResult, simulate_int
 
 
 @dataclass
@@ -99,7 +99,6 @@ def run_network(net: IntNetwork, pixels: torch.Tensor, labels: torch.Tensor | np
     if backend not in BACKENDS:
         raise SlipsnnError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     t = int(timesteps or net.timesteps)
-    check_horizon(net, t)
     sim, timing = BACKENDS[backend](net, pixels, t, progress)
     return RunResult(backend, t, sim, np.asarray(labels, dtype=np.int64), timing)
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .activations import SlipParams
+from .activations import SlipParams, slip_relu
 from .ir import INPUT_SOURCE, SynapseKind
 
 
@@ -64,6 +64,12 @@ class FloatLayer:
     v_init: float
     ann_macs: int = 0
 
+    def bias_full(self) -> np.ndarray:
+        """The bias broadcast to the neuron shape (float64)."""
+        b = np.asarray(self.bias, dtype=np.float64)
+        return np.broadcast_to(b if b.shape == self.shape else b.reshape((-1,) + (1,) * (len(self.shape) - 1)),
+                               self.shape).copy()
+
 
 @dataclass(frozen=True, eq=False)
 class SpikingNetwork:
@@ -103,9 +109,7 @@ def slip_normalized(z: torch.Tensor, p: SlipParams | None) -> torch.Tensor:
     """SlipReLU in normalized units (θ = 1); a plain ReLU when ``p`` is None."""
     if p is None:
         return torch.relu(z)
-    ramp = torch.clamp(z + p.delta1 / p.L, 0.0, 1.0)
-    step = torch.clamp(torch.floor(p.L * z + p.delta2) / p.L, 0.0, 1.0)
-    return p.a * ramp + (1.0 - p.a) * step
+    return slip_relu(z, torch.ones((), dtype=z.dtype), p.a, p.L, p.delta1, p.delta2)
 
 
 @torch.no_grad()

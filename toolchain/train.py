@@ -8,7 +8,6 @@ A plain-ReLU model gets its thresholds from data afterwards (``calibrate_thresho
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -24,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .activations import PRESETS, SlipParams, clamp_activations_, preset_params
+from .activations import SlipParams, clamp_activations_, preset_params
 from .checkpoint import activation_thetas, preset_name, save_checkpoint
 from .data import dataset_info, load_dataset
 from .errors import ModelError, SlipsnnError
@@ -131,9 +130,7 @@ class TrainConfig:
                 object.__setattr__(self, name, value)
         if self.arch not in ARCHS:
             raise ModelError(f"unknown architecture {self.arch!r}; allowed: {', '.join(ARCHS)}")
-        if self.activation not in PRESETS:
-            raise ModelError(f"unknown activation {self.activation!r}; allowed: {', '.join(PRESETS)}")
-        self.act_params()  # validates a, L, δ₁, δ₂ against the preset
+        self.act_params()  # validates the preset name and a, L, δ₁, δ₂ against it
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise SlipsnnError(f"training option {name}={getattr(self, name)!r} must be an integer ≥ 1")
@@ -203,6 +200,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SlipsnnError(f"device {name!r} requested but torch sees no CUDA GPU; use --device cpu or auto")
+    index = name.partition(":")[2]
+    if name.startswith("cuda:") and not (index.isdigit() and int(index) < torch.cuda.device_count()):
+        raise SlipsnnError(f"device {name!r}: torch sees {torch.cuda.device_count()} GPU(s), "
+                           f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return torch.device(name)
 
 
@@ -239,11 +240,13 @@ def evaluate_ann(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, b
     was_training = model.training
     model.eval()
     correct = 0
-    for i in range(0, len(images), batch_size):
-        x = _as_unit_float(images[i:i + batch_size].to(device, non_blocking=True))
-        y = labels[i:i + batch_size].to(device, non_blocking=True)
-        correct += int((model(x).argmax(1) == y).sum())
-    model.train(was_training)
+    try:
+        for i in range(0, len(images), batch_size):
+            x = _as_unit_float(images[i:i + batch_size].to(device, non_blocking=True))
+            y = labels[i:i + batch_size].to(device, non_blocking=True)
+            correct += int((model(x).argmax(1) == y).sum())
+    finally:
+        model.train(was_training)
     return correct / len(images)
 
 
@@ -356,8 +359,7 @@ def snn_accuracies(model: nn.Module, model_cfg: ModelConfig, thetas: dict[str, f
     steps = sorted({int(t) for t in timesteps})
     if not steps or steps[0] < 1:
         raise SlipsnnError(f"timesteps {list(timesteps)} must be a non-empty list of integers ≥ 1")
-    cpu_model = copy.deepcopy(model).cpu()
-    net = lower(cpu_model, model_cfg.input_shape, thetas)
+    net = lower(model, model_cfg.input_shape, thetas)   # lower copies the model to the CPU
     pixels = images.to(torch.float32) if images.dtype == torch.uint8 else (images * 255).round()
     acc = simulate_float(net, pixels, steps[-1], batch_size=batch_size).accuracy(labels.cpu().numpy())
     return {t: float(acc[t - 1]) for t in steps}
@@ -394,7 +396,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
     return float(loss_sum) / seen, int(correct) / seen
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
+def train(cfg: TrainConfig, progress: bool = True, snn_timesteps: Sequence[int] = ()) -> TrainResult:
     """Train ``cfg.arch`` with ``cfg.activation`` on ``cfg.dataset`` and keep the best test accuracy.
 
     Every optimiser step is followed by ``clamp_activations_`` (θ > 0, a ∈ [0, 1]). The model of the
@@ -406,6 +408,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     Args:
         cfg: the configuration.
         progress: show a tqdm bar over the epochs with loss and accuracies.
+        snn_timesteps: also evaluate the converted float SNN of the best model on the test split after
+            each of these T (``snn_accuracies``); stored as ``metrics["snn_accuracy"]`` = ``{"T": acc}``.
 
     Example:
         >>> res = train(TrainConfig.for_dataset("digits", device="cpu"))   # doctest: +SKIP
@@ -462,10 +466,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['train_accuracy']:.3f}",
                             test=f"{test_acc:.3f}", best=f"{best_acc:.3f}")
         model.load_state_dict(best_state)
-        if act is None:
+        if act is None and not thetas:   # with a checkpoint, the best state was calibrated when it was saved
             thetas = calibrate_thresholds(model, calib_x)
         model = model.cpu().eval()
         final = metrics(True)
+        if snn_timesteps:
+            snn = snn_accuracies(model, model_cfg, thetas, test_x, test_y, snn_timesteps)
+            final["snn_accuracy"] = {str(t): acc for t, acc in snn.items()}
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, model, model_cfg, act, dataset=cfg.dataset, metrics=final, thetas=thetas,
                             train_cfg=cfg.to_dict())
