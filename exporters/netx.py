@@ -20,7 +20,7 @@ from slipsnn.toolchain import __version__
 from slipsnn.toolchain.atomic import atomic_write
 from slipsnn.toolchain.errors import FormatError
 from slipsnn.toolchain.ir import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT, THRESHOLD_MAX,
-                                  IntLayer, IntNetwork, IntSynapse, NeuronKind, SynapseKind)
+                                  IntLayer, IntNetwork, IntSynapse, NeuronKind, SynapseKind, lava_dense_clips)
 
 MAX_DIM = 65536          # largest size of one dimension read from a file
 MAX_NEURONS = 2 ** 26    # all neurons of a network together
@@ -93,8 +93,8 @@ def _cuba_problems(layer: IntLayer) -> list[str]:
         found.append(f"dense weight_exp {syn.weight_exp} (stock netx: 0)")
     if syn.kind is SynapseKind.DENSE and not syn.weight.any():
         found.append("an all-zero dense matrix (stock netx raises OverflowError)")
-    if syn.kind is SynapseKind.DENSE and syn.weight.max() < 0 and syn.weight.min() == -256:
-        found.append("an all-negative dense matrix reaching −256 (stock netx clips it to −255)")
+    if syn.kind is SynapseKind.DENSE and lava_dense_clips(syn.weight):
+        found.append("a dense matrix without positive weights reaching −256 (stock netx clips it to −255)")
     b = layer.bias.astype(np.int64) << layer.bias_exp
     if (b % 64).any() or not BIAS_MIN <= (b >> STATE_SHIFT).min() <= (b >> STATE_SHIFT).max() <= BIAS_MAX:
         found.append(f"bias << bias_exp {layer.bias_exp} is not 64 × a 13-bit mantissa (netx fixes bias_exp 6)")

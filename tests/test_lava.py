@@ -217,9 +217,10 @@ def test_hand_traces_match_int_if_step() -> None:
     assert np.abs(A_V).max() <= STATE_MAX and np.abs(B_V).max() == STATE_MAX
 
 
-def test_model_update_equals_int_if_step() -> None:
-    """The Lava model's numpy update is ``neurons.int_if_step``, including both clips and v = θ exactly."""
-    from slipsnn.toolchain.lava_procs.models import soft_reset_if_update
+def test_numpy_step_equals_torch_step() -> None:
+    """``neurons.if_step`` on numpy (the Lava model) equals ``int_if_step`` on torch (the simulator),
+    including both clips and v = θ exactly."""
+    from slipsnn.toolchain.neurons import if_step
 
     rng = np.random.default_rng(2)
     v = rng.integers(-STATE_MAX, STATE_MAX + 1, 4000)
@@ -230,7 +231,7 @@ def test_model_update_equals_int_if_step() -> None:
     v[:500] = vth - bias[:500]                                   # lands exactly on the threshold
     assert (np.abs(v + (a << 6) + bias) > STATE_MAX).sum() > 100    # both clips are exercised
     for spiking in (True, False):
-        s, v_next = soft_reset_if_update(v, a, bias, vth, spiking, clip=True)
+        s, v_next = if_step(v, (a << 6) + bias, vth, spiking, clip=True)
         params = IntIFParams(torch.as_tensor(bias), vth, spiking)
         s_ref, v_ref = (x.numpy() for x in int_if_step(torch.as_tensor(v), torch.as_tensor(a), params))
         assert (s == s_ref).all() and (v_next == v_ref).all(), f"{np.argwhere(v_next != v_ref)[:5]}"

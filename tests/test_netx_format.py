@@ -122,9 +122,16 @@ def test_cuba_variant_values(tmp_path: Path) -> None:
         read_netx(tmp_path / "c.net")
 
 
+def _stock_netx():
+    """lava-dl's netx reader, imported the way slipsnn imports Lava (see ``lava_runtime.require_lava``)."""
+    from slipsnn.toolchain.lava_runtime import require_lava
+    require_lava()
+    return pytest.importorskip("lava.lib.dl.netx.hdf5")
+
+
 @pytest.mark.lava
 def test_stock_netx_loads_cuba_file(tmp_path: Path) -> None:
-    hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5")
+    hdf5 = _stock_netx()
     net = chain_net()
     write_netx(net, tmp_path / "c.net", neuron="cuba")
     lava_net = hdf5.Network(net_config=str(tmp_path / "c.net"), input_message_bits=8)
@@ -164,7 +171,7 @@ def _ir_first_step(net: IntNetwork, image: np.ndarray) -> list[np.ndarray]:
 @pytest.mark.lava
 def test_stock_netx_runs_cuba_file_exactly_at_t1(tmp_path: Path) -> None:
     """With a reset every step, each stock CUBA layer does one IR step: v_Lava = v_IR − v_init, 0 after a spike."""
-    hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5")
+    hdf5 = _stock_netx()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
@@ -192,7 +199,7 @@ def test_stock_netx_runs_cuba_file_exactly_at_t1(tmp_path: Path) -> None:
 @pytest.mark.lava
 def test_stock_netx_rejects_if_soft_file(tmp_path: Path) -> None:
     """Stock netx does not know IF_SOFT: slipsnn's own Lava runtime is needed for the exact file."""
-    hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5")
+    hdf5 = _stock_netx()
     write_netx(chain_net(), tmp_path / "s.net")
     with pytest.raises(AttributeError):
         hdf5.Network(net_config=str(tmp_path / "s.net"))

@@ -35,7 +35,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .atomic import atomic_write
 from .checkpoint import preset_name
 from .errors import SlipsnnError
 from .simulate import simulate_float
@@ -44,7 +43,6 @@ from .spiking import SpikingNetwork, ann_forward
 DEFAULT_DELTA2 = (-0.5, -0.25, 0.0, 0.25, 0.5)
 PERCENTILES = (5.0, 95.0)
 DIGITS = 4          # decimals of the error statistics in the table (the JSON rounds to the same)
-DPI = 150
 
 
 @dataclass(frozen=True)
@@ -282,17 +280,14 @@ def format_analysis(res: ConversionAnalysis) -> str:
 def plot_analysis(res: ConversionAnalysis, path: str | Path) -> Path:
     """Write a PNG: mean error ± std per layer vs δ₂, SNN accuracy vs δ₂, and the error spread per layer.
 
-    matplotlib is imported (Agg backend) inside the function. The file is written atomically.
+    The figure is pyplot-free (``plots.new_figure``); the file is written atomically.
 
     Returns:
         ``path`` as a ``Path``.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from .plots import new_figure, save_figure
     names = res.layer_names
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, axes = new_figure((17, 4.8), ncols=3)
     ax = axes[0]
     if res.sweep:
         deltas = np.array([s.delta2 for s in res.sweep])
@@ -332,8 +327,4 @@ def plot_analysis(res: ConversionAnalysis, path: str | Path) -> Path:
     for a in axes:
         a.grid(alpha=0.3)
     fig.suptitle(f"{res.source} — {_activation_text(res)}; e = ANN/θ − spikes/T; {res.samples} samples")
-    try:
-        fig.tight_layout()
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)

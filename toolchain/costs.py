@@ -193,7 +193,8 @@ def ann_macs(net: IntNetwork) -> np.ndarray:
     the bigger strided conv it became.
     """
     recorded = net.meta.get("ann_macs")
-    if isinstance(recorded, list) and len(recorded) == len(net.layers):
+    if isinstance(recorded, list) and len(recorded) == len(net.layers) and \
+            all(isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in recorded):
         return np.asarray(recorded, dtype=np.int64)
     return np.array([sum(synapse_macs(s, net.source_shape(s.source)) for s in layer.synapses)
                      for layer in net.layers], dtype=np.int64)

@@ -41,6 +41,13 @@ MAX_NAME = 200                       # characters of a layer name
 INPUT_SOURCE = -1                    # ``IntSynapse.source`` of the input image
 
 
+def lava_dense_clips(weight: np.ndarray) -> bool:
+    """True when Lava's fixed-point Dense would change ``weight``: a matrix without a positive entry is
+    'inhibitory' there and clipped to [−255, 0], so a −256 becomes −255 (lava/utils/weightutils.py)."""
+    w = np.asarray(weight)
+    return bool(w.size) and int(w.max()) <= 0 and int(w.min()) < -255
+
+
 class SynapseKind(str, Enum):
     """How a synapse maps its source onto its target."""
 

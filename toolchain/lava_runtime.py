@@ -1,4 +1,6 @@
-"""Run an ``IntNetwork`` in Lava: bit-exact on CPU (``Loihi2SimCfg``, fixed point) or on Loihi 2.
+"""Run an ``IntNetwork`` in Lava: bit-exact on CPU (``Loihi2SimCfg``, fixed point), or through
+``Loihi2HwCfg`` where Intel's lava-loihi is installed (untested here: slipsnn's neuron has no Loihi 2
+microcode model yet, so its processes would run on the host CPU; see docs/lava.md).
 
 The graph is built from the IR (never from a file): one lava-dl netx ``Conv``/``Dense`` block per layer
 (Lava's stock synapse + slipsnn's ``SoftResetIF`` neuron), a ``FrameSource`` that streams the 8-bit
@@ -34,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import BackendUnavailable
-from .ir import INPUT_SOURCE, STATE_SHIFT, IntNetwork, IntSynapse, SynapseKind
+from .ir import INPUT_SOURCE, STATE_SHIFT, IntNetwork, IntSynapse, SynapseKind, lava_dense_clips
 from .connectivity import synapse_fanout
 from .simulate import SimResult, check_horizon, check_pixels, check_timesteps
 
@@ -48,8 +50,10 @@ LAVA_HINT = "pip install lava-dl==0.6.0 (it brings lava-nc 0.10.0)"
 # --------------------------------------------------------------------------------------------------
 # Pre-flight checks
 
-def _require_lava() -> None:
-    """Import Lava, or raise ``BackendUnavailable`` with the install hint.
+def require_lava() -> None:
+    """Import Lava, or raise ``BackendUnavailable`` with the install hint. Call it before importing Lava
+    yourself (e.g. ``lava.lib.dl.netx`` to run a ``--neuron cuba`` file) in a process that may already
+    have used multiprocessing.
 
     Lava calls ``multiprocessing.set_start_method('fork')`` when first imported, which raises
     "context has already been set" once anything resolved the start method (a tqdm bar creates a
@@ -106,15 +110,15 @@ def check_loihi2() -> list[str]:
     """What is missing to run on a Loihi 2 system; an empty list means the ``loihi`` backend can try.
 
     Checks that Lava imports, that Intel's lava-loihi extension is installed, that its Loihi 2 compiler
-    imports, and that a Loihi 2 host is configured (a SLURM controller or ``NXSDKHOST``). Nothing here
-    changes the environment.
+    imports, and that a Loihi 2 host is configured (a SLURM controller or ``NXSDKHOST``). It imports Lava
+    (``require_lava``), which fixes the multiprocessing start method to ``fork``; nothing else changes.
 
     Example:
         >>> check_loihi2()                      # doctest: +SKIP
         ['lava-loihi is not installed (Intel distributes it to INRC members)']
     """
     try:
-        _require_lava()
+        require_lava()
     except BackendUnavailable:
         return [f"Lava is not importable ({LAVA_HINT})"]
     from lava.utils import loihi, slurm
@@ -163,7 +167,7 @@ def dense_params(syn: IntSynapse) -> tuple[np.ndarray, int]:
     is halved (exact: the IR weights are even) and its exponent raised by one.
     """
     w, exp = syn.weight.astype(np.int32), int(syn.weight_exp)
-    if w.size and w.max() <= 0 and w.min() < -255:
+    if lava_dense_clips(w):
         w, exp = w // 2, exp + 1
     return w, exp
 
@@ -243,7 +247,7 @@ def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_st
         timesteps: T.
         log_steps: length of the per-step activity ring buffers (≥ the steps of one ``run`` call).
     """
-    _require_lava()
+    require_lava()
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
 
@@ -530,7 +534,7 @@ def _prepare(net: IntNetwork, pixels: torch.Tensor | np.ndarray, timesteps: int,
                 "backend 'loihi' needs Intel's lava-loihi package and a reachable Loihi 2 system, but here "
                 + "; ".join(missing) + "; use --backend loihi_sim for the bit-accurate CPU simulation")
     else:
-        _require_lava()
+        require_lava()
     check_timesteps(timesteps)
     check_horizon(net, int(timesteps))
     x = check_pixels(torch.as_tensor(pixels), net.input_shape).detach().cpu().numpy()
@@ -549,7 +553,8 @@ def run_lava(net: IntNetwork, pixels: torch.Tensor | np.ndarray, timesteps: int,
         net: the integer network.
         pixels: (N, C, H, W) 8-bit pixel values 0..255.
         timesteps: T ≥ 1.
-        hardware: run on Loihi 2 (``Loihi2HwCfg``) instead of the CPU fixed-point simulation.
+        hardware: compile with ``Loihi2HwCfg`` (needs lava-loihi and a Loihi 2 system; the neurons still
+            run on the host, see the module docstring) instead of the CPU fixed-point simulation.
         chunk_samples: samples per ``run`` call; activity is read back after each call.
         progress: show a tqdm bar over steps.
         stock_conv: simulate Lava's ``Conv`` with Lava's own CPU model instead of slipsnn's vectorized

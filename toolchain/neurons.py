@@ -1,16 +1,19 @@
 """Pure neuron steps: integrate-and-fire with reset by subtraction, in float and in Loihi integers.
 
 Each step takes the membrane ``v`` and this step's input and returns ``(spikes, v_next)``; nothing is
-stored between calls, so the simulator, the tests and the Lava process model share one definition.
+stored between calls. ``if_step`` works on numpy arrays and torch tensors alike, so the simulator
+(torch), the Lava process models (numpy) and the tests share one definition. This module does not
+import torch: Lava's forked model processes use it with numpy only.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import torch
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .ir import STATE_MAX, STATE_SHIFT
+
+if TYPE_CHECKING:
+    import torch
 
 
 class FloatIFParams(NamedTuple):
@@ -21,7 +24,7 @@ class FloatIFParams(NamedTuple):
         spiking: False for the accumulating output layer.
     """
 
-    bias: torch.Tensor
+    bias: "torch.Tensor"
     spiking: bool
 
 
@@ -34,12 +37,35 @@ class IntIFParams(NamedTuple):
         spiking: False for the accumulating output layer.
     """
 
-    bias_state: torch.Tensor
+    bias_state: "torch.Tensor"
     threshold_state: int
     spiking: bool
 
 
-def float_if_step(v: torch.Tensor, z: torch.Tensor, p: FloatIFParams) -> tuple[torch.Tensor, torch.Tensor]:
+def if_step(v: Any, drive: Any, threshold: float, spiking: bool, clip: bool) -> tuple[Any, Any]:
+    """``v ← v + drive`` (saturated at ±(2²³ − 1) when ``clip``); fire at ``v ≥ threshold``; subtract it.
+
+    Args:
+        v: membrane, a numpy array or torch tensor (N, *shape).
+        drive: this step's total input (synapses and bias) in the membrane's units, broadcastable.
+        threshold: firing threshold in the membrane's units.
+        spiking: False: no spike test and no reset (the accumulating output layer).
+        clip: saturate at the 24-bit membrane range (the integer network).
+
+    Returns:
+        (spikes 0/1 in v's dtype, next membrane).
+    """
+    v = v + drive
+    if clip:
+        v = v.clip(-STATE_MAX, STATE_MAX)
+    if not spiking:
+        return v * 0, v
+    fired = v >= threshold
+    s = fired.astype(v.dtype) if hasattr(fired, "astype") else fired.to(v.dtype)
+    return s, v - s * threshold
+
+
+def float_if_step(v: "torch.Tensor", z: "torch.Tensor", p: FloatIFParams) -> tuple["torch.Tensor", "torch.Tensor"]:
     """``v ← v + z + b``; fire where ``v ≥ 1``; subtract 1 where fired.
 
     Args:
@@ -50,14 +76,10 @@ def float_if_step(v: torch.Tensor, z: torch.Tensor, p: FloatIFParams) -> tuple[t
     Returns:
         (spikes as float 0/1, next membrane).
     """
-    v = v + z + p.bias
-    if not p.spiking:
-        return torch.zeros_like(v), v
-    s = (v >= 1.0).to(v.dtype)
-    return s, v - s
+    return if_step(v, z + p.bias, 1.0, p.spiking, clip=False)
 
 
-def int_if_step(v: torch.Tensor, a: torch.Tensor, p: IntIFParams) -> tuple[torch.Tensor, torch.Tensor]:
+def int_if_step(v: "torch.Tensor", a: "torch.Tensor", p: IntIFParams) -> tuple["torch.Tensor", "torch.Tensor"]:
     """``v ← clip(v + (a << 6) + bias_state, ±(2²³−1))``; fire at ``v ≥ threshold_state``; subtract it.
 
     Works on int64 tensors and on float64 tensors holding integers (exact below 2⁵³; the simulator
@@ -71,8 +93,4 @@ def int_if_step(v: torch.Tensor, a: torch.Tensor, p: IntIFParams) -> tuple[torch
     Returns:
         (spikes 0/1 in v's dtype, next membrane).
     """
-    v = torch.clamp(v + a * (1 << STATE_SHIFT) + p.bias_state, -STATE_MAX, STATE_MAX)
-    if not p.spiking:
-        return torch.zeros_like(v), v
-    s = (v >= p.threshold_state).to(v.dtype)
-    return s, v - s * p.threshold_state
+    return if_step(v, a * (1 << STATE_SHIFT) + p.bias_state, p.threshold_state, p.spiking, clip=True)

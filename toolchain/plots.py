@@ -1,6 +1,7 @@
 """Plots of a cost report: accuracy vs time-steps, spikes per layer, energy per layer (PNG, matplotlib).
 
-matplotlib is imported and switched to the Agg backend inside ``plot_report``, never at import time.
+Figures are plain ``matplotlib.figure.Figure`` objects (``new_figure``): no pyplot, so no global backend
+switch and no figure left open in a notebook. matplotlib is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -37,22 +38,23 @@ def plot_report(report: "Report", out_dir: str | Path) -> list[Path]:
     Example:
         >>> plot_report(rep, "runs/d/plots")       # doctest: +SKIP
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     d = report.to_json()
     out = Path(out_dir)
-    makers: list[Callable[[Any, dict], Any]] = [_accuracy, _spikes, _energy]
-    written = []
-    for name, make in zip(PLOT_FILES, makers):
-        fig = make(plt, d)
-        try:
-            fig.tight_layout()
-            written.append(atomic_write(out / name, lambda tmp, f=fig: f.savefig(tmp, format="png", dpi=DPI)))
-        finally:
-            plt.close(fig)
-    return written
+    makers: list[Callable[[dict], Any]] = [_accuracy, _spikes, _energy]
+    return [save_figure(make(d), out / name) for name, make in zip(PLOT_FILES, makers)]
+
+
+def new_figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Any, Any]:
+    """A pyplot-free figure with ``ncols`` axes side by side; returns (figure, axes)."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(1, ncols)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out ``fig`` and write it as a PNG atomically."""
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
 
 
 def _title(d: dict) -> str:
@@ -74,8 +76,8 @@ def _short(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
 
-def _accuracy(plt: Any, d: dict) -> Any:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def _accuracy(d: dict) -> Any:
+    fig, ax = new_figure((7, 4.5))
     acc = 100 * np.asarray(d["per_step"]["accuracy"])
     t_all = np.arange(1, len(acc) + 1)
     ax.plot(t_all, acc, "-", color="tab:blue", alpha=0.5, label="SNN, every t (one run)")
@@ -101,11 +103,11 @@ def _spiking_layers(d: dict) -> list[int]:
     return [i for i in range(len(last) - 1)] or [0]
 
 
-def _spikes(plt: Any, d: dict) -> Any:
+def _spikes(d: dict) -> Any:
     idx = _spiking_layers(d)
     names = [d["layers"][i]["name"] for i in idx]
     steps = d["timesteps"]
-    fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(idx) * max(1, len(steps) / 2) + 2), 5))
+    fig, ax = new_figure((max(7, 0.6 * len(idx) * max(1, len(steps) / 2) + 2), 5))
     x = np.arange(len(idx))
     width = 0.8 / len(steps)
     values = []
@@ -124,7 +126,7 @@ def _spikes(plt: Any, d: dict) -> Any:
     return fig
 
 
-def _energy(plt: Any, d: dict) -> Any:
+def _energy(d: dict) -> Any:
     from .report import energy_unit, format_energy
     main, last, ann = d["main_profile"], d["timesteps"][-1], d["ann"]
     e = last["energy"][main]
@@ -133,7 +135,7 @@ def _energy(plt: Any, d: dict) -> Any:
     ann_pj = np.array(ann["energy_pj_by_layer"])
     totals = sum(by_op.values())
     unit, scale = energy_unit(float(max(totals.max(), ann_pj.max(), 0.0)))
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(names) + 2) + 3, 5))
+    fig, ax = new_figure((max(7, 0.9 * len(names) + 2) + 3, 5))
     x = np.arange(len(names))
     width = 0.4
     bottom = np.zeros(len(names))

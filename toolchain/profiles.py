@@ -181,7 +181,8 @@ class Profile:
         return {"name": self.name, "kind": self.kind.value, "description": self.description,
                 "notes": list(self.notes), "path": self.path,
                 "energy": {k: c.to_dict() for k, c in self.energy.items()},
-                **{key: c.to_dict() for key, c in self._quantities().items()}}
+                **{key: c.to_dict() for key, c in self._quantities().items()},
+                "assumptions": self.assumptions()}
 
 
 def list_profiles() -> list[str]:

@@ -158,7 +158,8 @@ def _cores_json(m: CoreMap) -> dict[str, Any]:
 
 
 def _ann_accuracy(meta: Mapping[str, Any]) -> float | None:
-    value = meta.get("metrics", {}).get("ann_accuracy", meta.get("ann_accuracy"))
+    metrics = meta.get("metrics")
+    value = (metrics if isinstance(metrics, Mapping) else {}).get("ann_accuracy", meta.get("ann_accuracy"))
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
@@ -325,9 +326,7 @@ def format_report(report: Report | Mapping[str, Any]) -> str:
 
     out += ["Constants that rest on a slipsnn assumption (each profile file says which and why):"]
     for name, p in d["profiles"].items():
-        keys = [f"energy.{k}" for k, c in p["energy"].items() if "assumption" in c]
-        keys += [k for k, c in p.items() if "." in k and isinstance(c, dict) and "assumption" in c]
-        out.append(f"  {name}: {', '.join(keys) if keys else 'none'}")
+        out.append(f"  {name}: {', '.join(p['assumptions']) or 'none'}")
     return "\n".join(out)
 
 

@@ -156,15 +156,19 @@ def _batched(run: Callable[[torch.Tensor], SimResult], pixels: torch.Tensor, bat
 
 
 def check_pixels(pixels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Validate a batch of input images (N ≥ 1, (C, H, W) = ``shape``, integers 0..255) and return it as a tensor."""
     pixels = torch.as_tensor(pixels)
-    if tuple(pixels.shape[1:]) != tuple(shape):
+    if pixels.dim() == 0 or tuple(pixels.shape[1:]) != tuple(shape):
         raise SlipsnnError(f"input images have shape {tuple(pixels.shape[1:])}; the network takes {tuple(shape)}")
-    if pixels.numel() and (pixels.min() < 0 or pixels.max() > 255 or (pixels != torch.round(pixels)).any()):
+    if len(pixels) == 0:
+        raise SlipsnnError("no input images: nothing to run")
+    if pixels.min() < 0 or pixels.max() > 255 or (pixels != torch.round(pixels)).any():
         raise SlipsnnError("input pixels must be 8-bit integers 0..255 (round(image·255))")
     return pixels
 
 
 def check_timesteps(timesteps: int) -> None:
+    """Validate T: an integer in [1, ``ir.MAX_TIMESTEPS``]."""
     if not 1 <= int(timesteps) <= MAX_TIMESTEPS:
         raise SlipsnnError(f"timesteps={timesteps}: must be in [1, {MAX_TIMESTEPS}]")
 

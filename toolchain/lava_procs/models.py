@@ -1,7 +1,7 @@
 """CPU ProcessModels of slipsnn's Lava Processes (``fixed_pt``: bit-exact integers; ``floating_pt``).
 
-The neuron update is ``soft_reset_if_update``, the numpy twin of ``slipsnn.toolchain.neurons.int_if_step``
-(torch is not used inside Lava's forked model processes; ``tests/test_lava.py`` checks both agree).
+The neuron update is ``slipsnn.toolchain.neurons.if_step``, the simulator's own step, called here on
+numpy arrays (torch is not used inside Lava's forked model processes).
 Imports are absolute: Lava executes this file outside its package while it looks for models.
 """
 
@@ -20,32 +20,9 @@ from lava.proc.conv.models import AbstractPyConvModel
 from lava.proc.conv.process import Conv
 from lava.proc.conv.utils import signed_clamp
 
-from slipsnn.toolchain.ir import STATE_MAX, STATE_SHIFT
+from slipsnn.toolchain.ir import STATE_SHIFT
+from slipsnn.toolchain.neurons import if_step
 from slipsnn.toolchain.lava_procs.process import FrameSource, SoftResetIF, SpikeDelay
-
-
-def soft_reset_if_update(v: np.ndarray, a: np.ndarray, bias_state: np.ndarray, vth_state: int | float,
-                         spiking: bool, clip: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One step in state units: ``v ← clip(v + a·2⁶ + bias_state)``; spike at ``v ≥ vth_state``; subtract it.
-
-    Args:
-        v: membrane, int64 (fixed point) or float64.
-        a: this step's synaptic input in weight units, same dtype and shape.
-        bias_state: ``bias_mant << bias_exp``, broadcastable.
-        vth_state: ``vth << 6``.
-        spiking: False: no spike test and no reset (the accumulating output).
-        clip: saturate at the 24-bit membrane range ±(2²³ − 1).
-
-    Returns:
-        (spikes 0/1 of v's dtype, next membrane).
-    """
-    v = v + a * (1 << STATE_SHIFT) + bias_state
-    if clip:
-        v = np.clip(v, -STATE_MAX, STATE_MAX)
-    if not spiking:
-        return np.zeros_like(v), v
-    s = (v >= vth_state).astype(v.dtype)
-    return s, v - s * vth_state
 
 
 class _AbstractSoftResetIFModel(PyLoihiProcessModel):
@@ -69,7 +46,7 @@ class _AbstractSoftResetIFModel(PyLoihiProcessModel):
         dt = self.state_dtype
         bias_state = self.bias_mant.astype(dt) * dt(2) ** dt(self.bias_exp[0])
         vth_state = dt(self.vth[0]) * dt(1 << STATE_SHIFT)
-        s, v = soft_reset_if_update(self.v.astype(dt), a, bias_state, vth_state, self.spiking, self.clip)
+        s, v = if_step(self.v.astype(dt), a * dt(1 << STATE_SHIFT) + bias_state, vth_state, self.spiking, self.clip)
         self.v[:] = v
         self.s_out.send(s if self.spiking else v)
         if self.log_steps:
