@@ -192,3 +192,15 @@ def test_console_script_exit_codes(files: dict[str, Path], tmp_path: Path) -> No
     debug = script("slipsnn-run", files["bad_net"], "--backend", "fast", "--debug")
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr, debug.stderr[-2000:]
     assert "slipsnn.toolchain.errors.FormatError" in debug.stderr and "bad.net" in debug.stderr
+
+
+def test_cli_choices_are_the_registries() -> None:
+    """The CLI lists names by hand (so ``--help`` starts without torch); they must equal the registries."""
+    from slipsnn.exporters.netx import _NEURON_WRITERS
+    from slipsnn.toolchain import cli
+    from slipsnn.toolchain.activations import PRESETS
+    from slipsnn.toolchain.run import BACKENDS
+    assert set(cli.ACTIVATIONS) == set(PRESETS)
+    assert set(cli.BACKEND_CHOICES) == set(BACKENDS)
+    export_neuron = next(p for p in cli.export.params if p.name == "neuron")
+    assert set(export_neuron.type.choices) == set(_NEURON_WRITERS)

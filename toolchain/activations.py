@@ -120,8 +120,9 @@ class SlipReLU(nn.Module):
         a: slope in [0, 1]; ``a=0, delta2=0.5`` is QCFS, ``a=1, delta1=0`` the clipped ReLU.
         delta1: shift of the threshold-ReLU part (units of 1/L).
         delta2: shift of the step part; the converted neuron starts at ``delta2·θ``.
-        a_learnable: make ``a`` a parameter; it is clamped back into [0, 1] after every forward
-            (see ``clamp_``), so the optimiser can never leave the allowed range.
+        a_learnable: make ``a`` a parameter; the forward pass uses it clamped to [0, 1], and
+            ``clamp_`` (``clamp_activations_``, called after every optimiser step) puts it back there,
+            so the optimiser can never leave the allowed range.
 
     Example:
         >>> act = SlipReLU(theta=8.0, L=16, a=0.5, delta1=0.0, delta2=0.5)

@@ -75,8 +75,9 @@ class TrainConfig:
     """Everything a training run depends on (stored in the checkpoint as ``train_config``).
 
     Fields left at None take the data set's default from ``DATASET_DEFAULTS`` when the config is
-    built, so ``TrainConfig(dataset="cifar10")`` is the paper's CIFAR recipe and the stored config
-    holds the values actually used.
+    built, so ``TrainConfig(dataset="cifar10")`` is the paper's CIFAR recipe. ``a``, ``L``, ``delta1``
+    and ``delta2`` stay None when the preset decides them; ``act_params()`` gives the values in force,
+    and the checkpoint stores those under ``activation``.
 
     Args:
         dataset: a key of ``data.DATASETS``.
