@@ -55,3 +55,34 @@ def test_lava_equals_fast_bit_for_bit_through_the_file(tmp_path: Path, arch: str
     assert v.mismatch.total == 0, v.mismatch
     assert np.array_equal(v.lava.sim.spikes, v.fast.sim.spikes)
     assert v.lava.sim.spikes[:, :-1].sum() > 0, "the test network must spike to mean anything"
+
+
+@pytest.mark.lava
+def test_cuba_export_runs_in_stock_netx_like_slipsnn_at_t1(tmp_path: Path) -> None:
+    """``--neuron cuba``: stock lava-dl netx, resetting every step, gives slipsnn's T=1 outputs exactly."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    from slipsnn.toolchain.data import load_pixels
+    from slipsnn.toolchain.lava_runtime import require_lava
+    from slipsnn.toolchain.simulate import simulate_int
+
+    require_lava()
+    from lava.lib.dl.netx import hdf5
+    from lava.proc.io.source import RingBuffer
+
+    net, path = export_checkpoint(_checkpoint(tmp_path, "digits_cnn", seed=2), tmp_path / "c.net", timesteps=1,
+                                  neuron="cuba")
+    pixels, _ = load_pixels("digits", "test", limit=3)
+    want = simulate_int(net, pixels, 1).logits[:, 0] * net.layers[-1].scale * 64   # output membrane, state units
+    steps = net.depth + 2   # the same image every step; every layer restarts every step
+    for image, expected in zip(pixels.numpy().astype(np.int64), want):
+        lava_net = hdf5.Network(net_config=str(path), input_message_bits=8, reset_interval=1)
+        source = RingBuffer(data=np.repeat(image.transpose(2, 1, 0)[..., None], steps, axis=-1))
+        source.s_out.connect(lava_net.inp)
+        try:
+            lava_net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+            got = np.asarray(lava_net.layers[-1].neuron.v.get())
+        finally:
+            lava_net.stop()
+        assert np.array_equal(got, np.round(expected)), (got, expected)

@@ -76,8 +76,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
         The integer network and the written path.
     """
     from ..exporters.netx import write_netx
-    net = quantize(convert_checkpoint(checkpoint),
-                   QuantConfig(timesteps=timesteps, max_timesteps=max_timesteps))
+    cfg = (QuantConfig.for_stock_netx if neuron == "cuba" else QuantConfig)(timesteps, max_timesteps)
+    net = quantize(convert_checkpoint(checkpoint), cfg)
     path = Path(out) if out is not None else Path(checkpoint).with_name("model.net")
     return net, write_netx(net, path, neuron=neuron)
 

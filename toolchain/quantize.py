@@ -39,12 +39,20 @@ class QuantConfig:
         timesteps: the default T recorded in the network (what ``slipsnn-run`` uses when not told).
         max_timesteps: horizon for which 24-bit overflow is proven impossible (default: ``timesteps``).
             A longer horizon costs precision: the worst-case membrane grows with T, so the scale shrinks.
-        dense_weight_exp: let dense synapses use a negative weight exponent for extra precision.
+        dense_weight_exp: let dense synapses use a weight exponent ≠ 0 (stock netx files need False).
+        bias_exp: one bias exponent for every layer (6 for stock netx, whose bias is in weight units);
+            None picks per layer the finest exponent that fits the 13-bit mantissa.
     """
 
     timesteps: int = 4
     max_timesteps: int | None = None
     dense_weight_exp: bool = True
+    bias_exp: int | None = None
+
+    @classmethod
+    def for_stock_netx(cls, timesteps: int = 4, max_timesteps: int | None = None) -> "QuantConfig":
+        """The formats a stock lava-dl netx file can hold: no dense weight exponent, bias exponent 6."""
+        return cls(timesteps, max_timesteps, dense_weight_exp=False, bias_exp=STATE_SHIFT)
 
     def __post_init__(self) -> None:
         if self.max_timesteps is None:
@@ -52,6 +60,8 @@ class QuantConfig:
         if not 1 <= self.timesteps <= self.max_timesteps <= MAX_TIMESTEPS:  # type: ignore[operator]
             raise QuantizationError(f"timesteps={self.timesteps}, max_timesteps={self.max_timesteps}: need "
                                     f"1 ≤ timesteps ≤ max_timesteps ≤ {MAX_TIMESTEPS}")
+        if self.bias_exp is not None and not 0 <= self.bias_exp <= BIAS_EXP_MAX:
+            raise QuantizationError(f"bias_exp={self.bias_exp}: allowed 0..{BIAS_EXP_MAX} or None")
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,7 @@ def _choose_scale(layer: FloatLayer, net: SpikingNetwork, cfg: QuantConfig) -> t
     limits = {
         "weights": 2 * W8_MAX * dense_range / w_max if w_max > 0 else math.inf,
         "threshold": float(THRESHOLD_MAX) if layer.spiking else math.inf,
-        "bias": BIAS_MAX * 2 ** BIAS_EXP_MAX / (b_max * 2 ** STATE_SHIFT) if b_max > 0 else math.inf,
+        "bias": BIAS_MAX * 2 ** _max_bias_exp(cfg) / (b_max * 2 ** STATE_SHIFT) if b_max > 0 else math.inf,
         "membrane": headroom * STATE_MAX / (state * 2 ** STATE_SHIFT),
         "accumulator": headroom * STATE_MAX / acc if acc > 0 else math.inf,
     }
@@ -124,7 +134,7 @@ def _quantize_synapse(syn: FloatSynapse, scale: float, allow_exp: bool, copies: 
     exp = 0
     if syn.kind is SynapseKind.DENSE and w_max > 0:
         # the smallest exponent e with max|w|·2^-e ≤ 254 (e < 0 gains precision, e > 0 extends range)
-        exp = math.ceil(math.log2(w_max / (2 * W8_MAX)))
+        exp = math.ceil(math.log2(w_max / (2 * W8_MAX)) - 1e-9)   # a scale of exactly 254/max|W| needs e = 0
         exp = min(max(exp, WEIGHT_EXP_MIN) if allow_exp else max(exp, 0), WEIGHT_EXP_MAX)
     w8 = np.round(w * 2.0 ** -exp / 2).astype(np.int64)
     if np.abs(w8).max(initial=0) > W8_MAX * copies:
@@ -139,12 +149,17 @@ def _quantize_synapse(syn: FloatSynapse, scale: float, allow_exp: bool, copies: 
     return parts, float(err)
 
 
-def _bias_exp_for(bias_state: np.ndarray) -> int:
+def _max_bias_exp(cfg: QuantConfig) -> int:
+    return BIAS_EXP_MAX if cfg.bias_exp is None else cfg.bias_exp
+
+
+def _bias_exp_for(bias_state: np.ndarray, cfg: QuantConfig) -> int:
+    """The smallest allowed exponent at which the bias (state units) fits the 13-bit mantissa."""
     peak = float(np.abs(bias_state).max()) if bias_state.size else 0.0
-    for e in range(BIAS_EXP_MAX + 1):
-        if peak / 2 ** e <= BIAS_MAX:
+    for e in range(_max_bias_exp(cfg) if cfg.bias_exp is not None else 0, _max_bias_exp(cfg) + 1):
+        if round(peak / 2 ** e) <= BIAS_MAX:
             return e
-    raise QuantizationError(f"bias {peak:.4g} (state units) does not fit 13 bits with exponent ≤ {BIAS_EXP_MAX}")
+    raise QuantizationError(f"bias {peak:.4g} (state units) does not fit 13 bits with exponent ≤ {_max_bias_exp(cfg)}")
 
 
 def quantize_layer(layer: FloatLayer, index: int, net: SpikingNetwork,
@@ -173,7 +188,7 @@ def _quantize_at(layer: FloatLayer, scale: float, by: str, cfg: QuantConfig) -> 
              for k, s in enumerate(layer.synapses)]
     syns, errs = [q for parts, _ in split for q in parts], [e for _, e in split]
     bias_state = np.asarray(layer.bias, dtype=np.float64) * scale * 2 ** STATE_SHIFT
-    bias_exp = _bias_exp_for(bias_state)
+    bias_exp = _bias_exp_for(bias_state, cfg)
     bias = np.round(bias_state / 2 ** bias_exp).astype(np.int64)
     v_init = int(round(layer.v_init * scale * 2 ** STATE_SHIFT))
     int_layer = IntLayer(name=layer.name, shape=layer.shape, synapses=tuple(syns),
