@@ -102,7 +102,7 @@ def test_integer_network_tracks_the_float_snn(seed: int) -> None:
     torch.manual_seed(seed)
     model = build_model(cfg, preset_params("slip", L=4), theta=1.0).eval()
     snn = lower(model, (1, 8, 8))
-    net = quantize(snn, QuantConfig(timesteps=4))
+    net = quantize(snn, QuantConfig(timesteps=4, max_timesteps=4))   # the finest integers for T = 4
     pixels = torch.randint(0, 256, (64, 1, 8, 8)).float()
     f, i = simulate_float(snn, pixels, 4), simulate_int(net, pixels, 4)
     # integer rounding moves a few spikes; the totals agree to a few percent

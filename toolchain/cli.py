@@ -97,7 +97,8 @@ def train(dataset: str, activation: str, a: float | None, L: int | None, delta1:
 @click.option("--timesteps", type=click.IntRange(min=1), default=4, show_default=True,
               help="Default time-steps recorded in the file.")
 @click.option("--max-timesteps", type=click.IntRange(min=1), default=None,
-              help="Horizon proven free of 24-bit overflow [default: --timesteps]; longer costs precision.")
+              help="Horizon proven free of 24-bit overflow [default: max(--timesteps, 8)]; a longer one costs "
+                   "weight precision, --max-timesteps equal to --timesteps gives the finest integers.")
 @click.option("--neuron", type=click.Choice(["if_soft", "cuba"]), default="if_soft", show_default=True,
               help="if_soft: slipsnn's soft-reset neuron; cuba: a file stock lava-dl netx loads (exact at T=1).")
 def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps: int | None, neuron: str,

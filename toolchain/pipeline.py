@@ -69,7 +69,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
         checkpoint: path of ``model.pt``.
         out: output path (default: ``model.net`` beside the checkpoint).
         timesteps: default T stored in the file.
-        max_timesteps: horizon proven free of 24-bit overflow (default: ``timesteps``).
+        max_timesteps: horizon proven free of 24-bit overflow (default: max(``timesteps``, 8)).
         neuron: ``if_soft`` (slipsnn's soft-reset neuron) or ``cuba`` (stock netx, exact at T = 1).
 
     Returns:

@@ -29,6 +29,7 @@ from .spiking import FloatLayer, FloatSynapse, SpikingNetwork
 
 W8_MAX = 127     # stored weight = 2·w8, w8 ∈ [−128, 127]
 MAX_SPLIT = 4    # a residual synapse may become up to 4 parallel synapses (Loihi allows repeated pairs)
+DEFAULT_HORIZON = 8   # time-steps proven overflow-free unless told: the 1–8 steps this toolchain targets
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class QuantConfig:
 
     Args:
         timesteps: the default T recorded in the network (what ``slipsnn-run`` uses when not told).
-        max_timesteps: horizon for which 24-bit overflow is proven impossible (default: ``timesteps``).
-            A longer horizon costs precision: the worst-case membrane grows with T, so the scale shrinks.
+        max_timesteps: horizon for which 24-bit overflow is proven impossible (default:
+            max(``timesteps``, 8), so one export serves T = 1, 2, 4, 8). A longer horizon costs precision:
+            the worst-case membrane grows with T, so the scale shrinks; pass ``timesteps`` itself for the
+            finest integers at exactly that T.
         dense_weight_exp: let dense synapses use a weight exponent ≠ 0 (stock netx files need False).
         bias_exp: one bias exponent for every layer (6 for stock netx, whose bias is in weight units);
             None picks per layer the finest exponent that fits the 13-bit mantissa.
@@ -56,7 +59,7 @@ class QuantConfig:
 
     def __post_init__(self) -> None:
         if self.max_timesteps is None:
-            object.__setattr__(self, "max_timesteps", self.timesteps)
+            object.__setattr__(self, "max_timesteps", max(self.timesteps, DEFAULT_HORIZON))
         if not 1 <= self.timesteps <= self.max_timesteps <= MAX_TIMESTEPS:  # type: ignore[operator]
             raise QuantizationError(f"timesteps={self.timesteps}, max_timesteps={self.max_timesteps}: need "
                                     f"1 ≤ timesteps ≤ max_timesteps ≤ {MAX_TIMESTEPS}")
