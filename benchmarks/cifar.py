@@ -131,18 +131,18 @@ def train_resumable(cfg: Any, run_dir: Path, train_subset: int | None, test_limi
                     stop_after: int | None) -> bool:
     """Train ``cfg`` into ``run_dir/model.pt``, resuming from ``run_dir/resume.pt``; True when finished.
 
-    The epoch is the same as ``slipsnn.toolchain.train.train`` (SGD, cosine, ``clamp_activations_`` after
+    The epoch is the same as ``slipsnn.toolchain.ann.training.train`` (SGD, cosine, ``clamp_activations_`` after
     each step, best test accuracy kept); the shuffling and augmentation of epoch e are seeded with
     ``seed·1000003 + e``, so a resumed run sees the same batches as an uninterrupted one.
     """
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from slipsnn.toolchain.atomic import atomic_write
-    from slipsnn.toolchain.checkpoint import save_checkpoint
-    from slipsnn.toolchain.data import dataset_info, load_dataset
-    from slipsnn.toolchain.models import ModelConfig, build_model
-    from slipsnn.toolchain.train import evaluate_ann, resolve_device, train_epoch
+    from slipsnn.toolchain.files import atomic_write
+    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
+    from slipsnn.toolchain.data.loaders import dataset_info, load_dataset
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
+    from slipsnn.toolchain.ann.training import evaluate_ann, resolve_device, train_epoch
 
     device = resolve_device(cfg.device)
     info, act = dataset_info(cfg.dataset), cfg.act_params()
@@ -199,7 +199,7 @@ def train_resumable(cfg: Any, run_dir: Path, train_subset: int | None, test_limi
         _log(f"  epoch {epoch + 1}/{cfg.epochs}: loss {state['history'][-1]['loss']:.3f}, "
              f"test {100 * test_acc:.2f} % (best {100 * state['best_acc']:.2f} %), {seconds:.1f} s")
     # the best epoch's weights are in model.pt; mark it finished with the complete history
-    from slipsnn.toolchain.checkpoint import load_checkpoint
+    from slipsnn.toolchain.ann.checkpoint import load_checkpoint
     best = load_checkpoint(ckpt_path)
     save_checkpoint(ckpt_path, best.model, model_cfg, act, dataset=cfg.dataset, train_cfg=cfg.to_dict(),
                     metrics=_metrics(state, device, finished=True))
@@ -219,12 +219,12 @@ def _metrics(state: dict[str, Any], device: Any, finished: bool) -> dict[str, An
 def evaluate_run(ckpt_path: Path, data_root: str | None, timesteps: Sequence[int], test_limit: int | None,
                  integer: bool) -> dict[str, Any]:
     """ANN, float-SNN (and integer-SNN) accuracy of a finished checkpoint on the test split (fractions)."""
-    from slipsnn.toolchain.checkpoint import load_checkpoint
-    from slipsnn.toolchain.data import load_pixels
+    from slipsnn.toolchain.ann.checkpoint import load_checkpoint
+    from slipsnn.toolchain.data.loaders import load_pixels
     from slipsnn.toolchain.pipeline import convert_checkpoint
-    from slipsnn.toolchain.quantize import QuantConfig, quantize
-    from slipsnn.toolchain.simulate import simulate_float, simulate_int
-    from slipsnn.toolchain.train import evaluate_ann
+    from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+    from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
+    from slipsnn.toolchain.ann.training import evaluate_ann
 
     start = time.perf_counter()
     ckpt = load_checkpoint(ckpt_path)
@@ -316,8 +316,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     help="tiny self-made CIFAR-10 in a temp folder, resnet20 width 0.125, 1 epoch, CPU, T=1,2")
     args = ap.parse_args(argv)
     import torch
-    from slipsnn.toolchain.atomic import atomic_write_json
-    from slipsnn.toolchain.train import TrainConfig
+    from slipsnn.toolchain.files import atomic_write_json
+    from slipsnn.toolchain.ann.training import TrainConfig
 
     threads_before = torch.get_num_threads()
     tmp = Path(tempfile.mkdtemp(prefix="slipsnn-cifar-smoke-")) if args.smoke else None
@@ -376,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 ckpt_path = run_dir / "model.pt"
                 finished = False
                 if ckpt_path.is_file() and not (run_dir / "resume.pt").is_file():
-                    from slipsnn.toolchain.checkpoint import load_checkpoint
+                    from slipsnn.toolchain.ann.checkpoint import load_checkpoint
                     prior = load_checkpoint(ckpt_path)
                     finished = bool(prior.metrics.get("finished")) and \
                         _recipe(prior.train_config or {}) == _recipe(cfg.to_dict())
@@ -394,9 +394,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 atomic_write_json(res_path, result)
                 summary["runs"][name] = result
         for arch in archs:
-            from slipsnn.toolchain.activations import preset_params
-            from slipsnn.toolchain.data import dataset_info
-            from slipsnn.toolchain.models import ModelConfig, build_model
+            from slipsnn.toolchain.ir.activation import preset_params
+            from slipsnn.toolchain.data.loaders import dataset_info
+            from slipsnn.toolchain.ann.models import ModelConfig, build_model
             info = dataset_info(args.dataset)
             full = build_model(ModelConfig(arch, info.num_classes, info.input_shape, info.mean, info.std, 1.0),
                                preset_params("slip"))

@@ -80,11 +80,11 @@ def run_one(method: Method, seed: int, epochs: int, timesteps: Sequence[int],
 
     ``limit`` evaluates on the first ``limit`` test images only (the ``--quick`` smoke run).
     """
-    from slipsnn.toolchain.data import load_pixels
-    from slipsnn.toolchain.lower import lower
-    from slipsnn.toolchain.quantize import QuantConfig, quantize
-    from slipsnn.toolchain.simulate import simulate_float, simulate_int
-    from slipsnn.toolchain.train import TrainConfig, evaluate_ann, train
+    from slipsnn.toolchain.data.loaders import load_pixels
+    from slipsnn.toolchain.convert.lower import lower
+    from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+    from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
+    from slipsnn.toolchain.ann.training import TrainConfig, evaluate_ann, train
 
     cfg = TrainConfig.for_dataset("digits", activation=method.activation, a=method.a, delta2=method.delta2,
                                   epochs=epochs, seed=seed, device="cpu")
@@ -209,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, methods: list[Method], seeds: int, epochs: int, limit: int | None) -> dict[str, Any]:
-    from slipsnn.toolchain.atomic import atomic_write_json
-    from slipsnn.toolchain.data import load_pixels
+    from slipsnn.toolchain.files import atomic_write_json
+    from slipsnn.toolchain.data.loaders import load_pixels
 
     result: dict[str, Any] = {
         "benchmark": "methods", "dataset": "digits", "arch": "digits_cnn", "epochs": epochs,

@@ -64,7 +64,7 @@ def describe_machine(info: dict[str, Any]) -> str:
 
 def _quick_checkpoint(folder: Path, epochs: int) -> Path:
     from slipsnn.toolchain.pipeline import train_and_evaluate
-    from slipsnn.toolchain.train import TrainConfig
+    from slipsnn.toolchain.ann.training import TrainConfig
     cfg = TrainConfig.for_dataset("digits", activation="slip", epochs=epochs, device="cpu", out_dir=str(folder))
     train_and_evaluate(cfg, progress=False, timesteps=(4,))
     return folder / "model.pt"
@@ -85,11 +85,11 @@ def measure(checkpoint: Path, samples: int, naive_samples: int, timesteps: int, 
     """Run every backend on the same samples; return the rows and what they were measured on."""
     import numpy as np
     import torch
-    from slipsnn.toolchain.checkpoint import load_checkpoint
-    from slipsnn.toolchain.data import load_pixels
+    from slipsnn.toolchain.ann.checkpoint import load_checkpoint
+    from slipsnn.toolchain.data.loaders import load_pixels
     from slipsnn.toolchain.pipeline import convert_checkpoint
-    from slipsnn.toolchain.quantize import QuantConfig, quantize
-    from slipsnn.toolchain.simulate import simulate_float, simulate_int
+    from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+    from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
 
     ckpt = load_checkpoint(checkpoint)
     snn = convert_checkpoint(ckpt)
@@ -114,7 +114,7 @@ def measure(checkpoint: Path, samples: int, naive_samples: int, timesteps: int, 
     add("fast", "integer SNN, vectorized torch (backend fast, bit-exact with Lava)", len(y), sec,
         float(res_fast.accuracy(y)[-1]))
     if not skip_lava:
-        from slipsnn.toolchain.lava_runtime import run_lava, run_lava_naive
+        from slipsnn.toolchain.backends.lava.runtime import run_lava, run_lava_naive
         res_lava, timing = run_lava(net, pixels, timesteps)
         add("loihi_sim", "Lava CPU fixed point, compiled once, samples streamed", len(y), timing["total_s"],
             float(res_lava.accuracy(y)[-1]), compile_s=timing["compile_s"], run_s=timing["run_s"],
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output (written atomically)")
     args = ap.parse_args(argv)
     import torch
-    from slipsnn.toolchain.atomic import atomic_write_json
+    from slipsnn.toolchain.files import atomic_write_json
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

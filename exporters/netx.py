@@ -17,10 +17,10 @@ import h5py
 import numpy as np
 
 from slipsnn.toolchain import __version__
-from slipsnn.toolchain.atomic import atomic_write
+from slipsnn.toolchain.files import atomic_write
 from slipsnn.toolchain.errors import FormatError
-from slipsnn.toolchain.ir import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT, THRESHOLD_MAX,
-                                  IntLayer, IntNetwork, IntSynapse, NeuronKind, SynapseKind, lava_dense_clips)
+from slipsnn.toolchain.ir.formats import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT, THRESHOLD_MAX, NeuronKind, SynapseKind, lava_dense_clips)
+from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
 
 MAX_DIM = 65536          # largest size of one dimension read from a file
 MAX_NEURONS = 2 ** 26    # all neurons of a network together

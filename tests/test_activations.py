@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from slipsnn.toolchain.activations import (SlipParams, SlipReLU, clamp_activations_, preset_params,
-                                           slipify)
+from slipsnn.toolchain.ir.activation import SlipParams, preset_params
+from slipsnn.toolchain.ann.activations import SlipReLU, clamp_activations_, slipify
 from slipsnn.toolchain.errors import ModelError
-from slipsnn.toolchain.lower import lower
-from slipsnn.toolchain.simulate import simulate_float
+from slipsnn.toolchain.convert.lower import lower
+from slipsnn.toolchain.backends.simulator import simulate_float
 
 
 def _np_slip(x: np.ndarray, theta: float, a: float, L: int, delta1: float, delta2: float) -> np.ndarray:

@@ -11,13 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from slipsnn.toolchain.activations import SlipParams
-from slipsnn.toolchain.analyze import analyze_conversion, analyze_network, format_analysis, plot_analysis
+from slipsnn.toolchain.ir.activation import SlipParams
+from slipsnn.toolchain.analysis.conversion import analyze_conversion, analyze_network, format_analysis, plot_analysis
 from slipsnn.toolchain.cli import main
 from slipsnn.toolchain.errors import SlipsnnError
-from slipsnn.toolchain.ir import INPUT_SOURCE, SynapseKind
-from slipsnn.toolchain.spiking import FloatLayer, FloatSynapse, SpikingNetwork
-from slipsnn.toolchain.train import TrainConfig, train
+from slipsnn.toolchain.ir.formats import INPUT_SOURCE, SynapseKind
+from slipsnn.toolchain.ir.floating import FloatLayer, FloatSynapse, SpikingNetwork
+from slipsnn.toolchain.ann.training import TrainConfig, train
 
 
 def _one_neuron(weight: float, bias: float, a: float, L: int, delta2: float) -> SpikingNetwork:

@@ -29,13 +29,13 @@ PARTIAL_BYTES = 64 * 1024   # kill once the temporary file holds this much of ve
 # ------------------------------------------------------------------------------------------ the writers
 
 def _write_json(path: Path, version: int) -> None:
-    from slipsnn.toolchain.atomic import atomic_write_json
+    from slipsnn.toolchain.files import atomic_write_json
     atomic_write_json(path, {"version": version, "data": [version + 0.5 * i for i in range(1_000_000)]})
 
 
 def _big_net(version: int):
     """64 × 64 input → dense 4096 → dense 2: 16.8 M int32 weights (64 MiB)."""
-    from slipsnn.toolchain.ir import IntLayer, IntNetwork, IntSynapse
+    from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
     w = np.full((4096, 4096), 2 * version, np.int32)
     layers = (IntLayer("fc", (4096,), (IntSynapse(-1, "dense", w),), "IF_SOFT", 100, np.zeros(4096, np.int32), 0, 0,
                        100.0),
@@ -51,9 +51,9 @@ def _write_netx(path: Path, version: int) -> None:
 
 def _write_checkpoint(path: Path, version: int) -> None:
     import torch
-    from slipsnn.toolchain.activations import preset_params
-    from slipsnn.toolchain.checkpoint import save_checkpoint
-    from slipsnn.toolchain.models import ModelConfig, build_model
+    from slipsnn.toolchain.ir.activation import preset_params
+    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
     cfg, act = ModelConfig("digits_cnn", 10, (1, 8, 8), (0.3,), (0.4,), width=0.25), preset_params("slip", L=4)
     torch.manual_seed(version)
     save_checkpoint(path, build_model(cfg, act), cfg, act, dataset="digits",   # 48 MB of metrics make it slow
@@ -71,7 +71,7 @@ def _version(kind: str, path: Path) -> int:
     if kind == "netx":
         from slipsnn.exporters.netx import read_netx
         return read_netx(path).meta["version"]
-    from slipsnn.toolchain.checkpoint import load_checkpoint
+    from slipsnn.toolchain.ann.checkpoint import load_checkpoint
     return load_checkpoint(path).metrics["version"]
 
 
@@ -158,10 +158,10 @@ def test_plots_are_written_atomically(tmp_path: Path, monkeypatch: pytest.Monkey
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from slipsnn.toolchain.plots import PLOT_FILES, plot_report
-    from slipsnn.toolchain.profiles import load_profile
-    from slipsnn.toolchain.report import build_report
-    from slipsnn.toolchain.run import run_network
+    from slipsnn.toolchain.show.plots import PLOT_FILES, plot_report
+    from slipsnn.toolchain.costs.profiles import load_profile
+    from slipsnn.toolchain.costs.report import build_report
+    from slipsnn.toolchain.backends.registry import run_network
     net = _small_net()
     pixels = np.random.default_rng(0).integers(0, 256, (4, *net.input_shape)).astype(np.float64)
     run = run_network(net, pixels, np.arange(4) % 2, backend="fast")
@@ -181,7 +181,7 @@ def test_plots_are_written_atomically(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def _small_net():
-    from slipsnn.toolchain.ir import IntLayer, IntNetwork, IntSynapse
+    from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
     rng = np.random.default_rng(1)
     layers = (IntLayer("conv", (2, 4, 4), (IntSynapse(-1, "conv", rng.integers(-20, 20, (2, 1, 3, 3)) * 2,
                                                       padding=(1, 1)),), "IF_SOFT", 300, np.zeros(2, np.int32), 0, 0,

@@ -24,10 +24,10 @@ BIN = Path(sys.executable).parent
 
 def build_files(folder: Path) -> dict[str, Path]:
     """An untrained quarter-width digits checkpoint, its exported network (T=2), and corrupt copies of both."""
-    from slipsnn.toolchain.activations import preset_params
-    from slipsnn.toolchain.checkpoint import save_checkpoint
-    from slipsnn.toolchain.data import DATASETS
-    from slipsnn.toolchain.models import ModelConfig, build_model
+    from slipsnn.toolchain.ir.activation import preset_params
+    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
+    from slipsnn.toolchain.data.loaders import DATASETS
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
     from slipsnn.toolchain.pipeline import export_checkpoint
     info = DATASETS["digits"]
     cfg = ModelConfig("digits_cnn", info.num_classes, info.input_shape, info.mean, info.std, width=0.25)
@@ -146,7 +146,7 @@ def test_user_mistakes_exit_1_with_one_line(args: list[str], match: str, files: 
 
 def test_unavailable_backend_is_one_sentence(files: dict[str, Path]) -> None:
     """``--backend loihi`` without Intel's lava-loihi: exit 1 and one sentence saying what is missing."""
-    from slipsnn.toolchain.lava_runtime import check_loihi2
+    from slipsnn.toolchain.backends.lava.runtime import check_loihi2
     if not check_loihi2():
         pytest.skip("this machine can run the loihi backend")
     res = invoke(["run", files["net"], "--backend", "loihi", "--limit", "2"])
@@ -198,8 +198,8 @@ def test_cli_choices_are_the_registries() -> None:
     """The CLI lists names by hand (so ``--help`` starts without torch); they must equal the registries."""
     from slipsnn.exporters.netx import _NEURON_WRITERS
     from slipsnn.toolchain import cli
-    from slipsnn.toolchain.activations import PRESETS
-    from slipsnn.toolchain.run import BACKENDS
+    from slipsnn.toolchain.ir.activation import PRESETS
+    from slipsnn.toolchain.backends.registry import BACKENDS
     assert set(cli.ACTIVATIONS) == set(PRESETS)
     assert set(cli.BACKEND_CHOICES) == set(BACKENDS)
     export_neuron = next(p for p in cli.export.params if p.name == "neuron")

@@ -1,4 +1,4 @@
-"""Tests of slipsnn.toolchain.data and .augment on tiny files written here in the official formats."""
+"""Tests of slipsnn.toolchain.data.loaders and .augment on tiny files written here in the official formats."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from slipsnn.toolchain import augment, data
-from slipsnn.toolchain.augment import Cutout
-from slipsnn.toolchain.data import DATASETS, dataset_info, load_dataset, load_tensors
+from slipsnn.toolchain.data import augment
+from slipsnn.toolchain.data import loaders as data
+from slipsnn.toolchain.data.augment import Cutout
+from slipsnn.toolchain.data.loaders import DATASETS, dataset_info, load_dataset, load_tensors
 from slipsnn.toolchain.errors import DataError
 
 WNIDS = ["n01443537", "n01629819", "n01641577"]

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from slipsnn.exporters.netx import read_netx
-from slipsnn.toolchain.checkpoint import load_checkpoint
-from slipsnn.toolchain.data import load_pixels
+from slipsnn.toolchain.ann.checkpoint import load_checkpoint
+from slipsnn.toolchain.data.loaders import load_pixels
 from slipsnn.toolchain.pipeline import convert_checkpoint, export_checkpoint, train_and_evaluate
-from slipsnn.toolchain.simulate import SimResult, simulate_float, simulate_int
-from slipsnn.toolchain.train import TrainConfig
+from slipsnn.toolchain.backends.result import SimResult
+from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
+from slipsnn.toolchain.ann.training import TrainConfig
 
 SIM_FIELDS = ("logits", "spikes", "synops")
 
@@ -64,10 +65,10 @@ def test_same_seed_same_checkpoint_metrics_and_network(tmp_path: Path) -> None:
 def test_simulators_repeat_bit_for_bit(tmp_path: Path) -> None:
     """The same network and images give identical spikes, synaptic events and outputs, run after run;
     the integer simulator's result does not depend on the batch size either."""
-    from slipsnn.toolchain.activations import preset_params
-    from slipsnn.toolchain.checkpoint import save_checkpoint
-    from slipsnn.toolchain.data import DATASETS
-    from slipsnn.toolchain.models import ModelConfig, build_model
+    from slipsnn.toolchain.ir.activation import preset_params
+    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
+    from slipsnn.toolchain.data.loaders import DATASETS
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
     info = DATASETS["digits"]
     cfg = ModelConfig("digits_cnn", info.num_classes, info.input_shape, info.mean, info.std, width=0.25)
     act = preset_params("slip", L=4)

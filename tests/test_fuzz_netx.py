@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 
 from slipsnn.exporters.netx import read_netx, write_netx
 from slipsnn.toolchain.errors import FormatError, SlipsnnError
-from slipsnn.toolchain.ir import (BIAS_EXP_MAX, BIAS_MAX, BIAS_MIN, MAX_TIMESTEPS, STATE_MAX, THRESHOLD_MAX, WEIGHT_EXP_MAX,
-                                  WEIGHT_EXP_MIN, IntLayer, IntNetwork, IntSynapse)
+from slipsnn.toolchain.ir.formats import (BIAS_EXP_MAX, BIAS_MAX, BIAS_MIN, MAX_TIMESTEPS, STATE_MAX, THRESHOLD_MAX, WEIGHT_EXP_MAX, WEIGHT_EXP_MIN)
+from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
 
 SEED = 20240607
 CASE_SECONDS = 2.0               # CPU time of a read (+ simulate + write-back) of one mutant
@@ -365,7 +365,7 @@ def _check_loaded(net: IntNetwork, path: Path, rng: np.random.Generator) -> str:
     identically."""
     import torch
     assert isinstance(net, IntNetwork) and isinstance(net.meta, dict), f"loaded meta {net.meta!r}"
-    from slipsnn.toolchain.simulate import simulate_int
+    from slipsnn.toolchain.backends.simulator import simulate_int
     pixels = torch.as_tensor(rng.integers(0, 256, (2, *net.input_shape)), dtype=torch.float64)
     try:
         simulate_int(net, pixels, min(net.timesteps, 4))

@@ -19,14 +19,16 @@ import pytest
 import torch
 
 from slipsnn.toolchain.errors import BackendUnavailable
-from slipsnn.toolchain.ir import STATE_MAX, IntLayer, IntNetwork, IntSynapse
-from slipsnn.toolchain.neurons import IntIFParams, int_if_step
-from slipsnn.toolchain.simulate import SimResult, simulate_int
+from slipsnn.toolchain.ir.formats import STATE_MAX
+from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
+from slipsnn.toolchain.ir.neurons import IntIFParams, int_if_step
+from slipsnn.toolchain.backends.result import SimResult
+from slipsnn.toolchain.backends.simulator import simulate_int
 
 pytest.importorskip("lava.magma.core.process.process", reason="Lava is not installed")
 
-from slipsnn.toolchain import lava_runtime  # noqa: E402  (after the skip: the module itself imports no Lava)
-from slipsnn.toolchain.lava_runtime import run_lava, run_lava_naive  # noqa: E402
+from slipsnn.toolchain.backends.lava import runtime as lava_runtime
+from slipsnn.toolchain.backends.lava.runtime import run_lava, run_lava_naive
 
 
 # --------------------------------------------------------------------------------------------------
@@ -125,7 +127,7 @@ def test_conv_layout_computes_torch_conv2d(geometry: dict) -> None:
     """Lava's stock conv and slipsnn's vectorized model, fed ``conv_params``, compute torch ``conv2d``."""
     from lava.proc.conv.utils import conv as lava_conv
 
-    from slipsnn.toolchain.lava_procs.models import conv_lava_layout
+    from slipsnn.toolchain.backends.lava.models import conv_lava_layout
 
     rng = np.random.default_rng(0)
     c, h, w = geometry["shape"]
@@ -220,7 +222,7 @@ def test_hand_traces_match_int_if_step() -> None:
 def test_numpy_step_equals_torch_step() -> None:
     """``neurons.if_step`` on numpy (the Lava model) equals ``int_if_step`` on torch (the simulator),
     including both clips and v = θ exactly."""
-    from slipsnn.toolchain.neurons import if_step
+    from slipsnn.toolchain.ir.neurons import if_step
 
     rng = np.random.default_rng(2)
     v = rng.integers(-STATE_MAX, STATE_MAX + 1, 4000)
@@ -248,8 +250,8 @@ def test_soft_reset_if_process_follows_hand_trace(tag: str) -> None:
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from slipsnn.toolchain.lava_procs.models import FIXED_PT_MODELS, FLOATING_PT_MODELS
-    from slipsnn.toolchain.lava_procs.process import SoftResetIF
+    from slipsnn.toolchain.backends.lava.models import FIXED_PT_MODELS, FLOATING_PT_MODELS
+    from slipsnn.toolchain.backends.lava.process import SoftResetIF
 
     steps = A_INPUT.shape[1]
     models = FIXED_PT_MODELS if tag == "fixed_pt" else FLOATING_PT_MODELS
@@ -325,10 +327,10 @@ def test_stock_lava_conv_model_equals_simulate_int() -> None:
 @pytest.mark.lava
 def test_lowered_digits_model_equals_simulate_int() -> None:
     """The real pipeline (build → lower → quantize) on a tiny digits CNN; the naive per-sample run agrees."""
-    from slipsnn.toolchain.activations import preset_params
-    from slipsnn.toolchain.lower import lower
-    from slipsnn.toolchain.models import ModelConfig, build_model
-    from slipsnn.toolchain.quantize import quantize
+    from slipsnn.toolchain.ir.activation import preset_params
+    from slipsnn.toolchain.convert.lower import lower
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
+    from slipsnn.toolchain.convert.quantize import quantize
 
     torch.manual_seed(0)
     cfg = ModelConfig("digits_cnn", 10, (1, 8, 8), (0.3,), (0.4,), width=0.25)
@@ -367,8 +369,8 @@ def test_missing_lava_names_the_install_command(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_importing_the_toolchain_does_not_import_lava() -> None:
-    code = ("import sys, slipsnn.toolchain.lava_runtime, slipsnn.toolchain.run\n"
-            "prefixes = ('lava.', 'slipsnn.toolchain.lava_procs')\n"
+    code = ("import sys, slipsnn.toolchain.backends.lava.runtime, slipsnn.toolchain.backends.registry\n"
+            "prefixes = ('lava.', 'slipsnn.toolchain.backends.lava.models', 'slipsnn.toolchain.backends.lava.process')\n"
             "bad = sorted(m for m in sys.modules if m == 'lava' or m.startswith(prefixes))\n"
             "assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -380,7 +382,7 @@ def test_importing_the_toolchain_does_not_import_lava() -> None:
 def test_no_lava_process_survives_a_failing_run(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A model process raising mid-run (Lava alone would wait forever) or the host failing between
     chunks: the error surfaces and every Lava OS process is gone."""
-    from slipsnn.toolchain.lava_procs import models
+    from slipsnn.toolchain.backends.lava import models
 
     if where == "model":
         step = models._AbstractSoftResetIFModel.run_spk
@@ -410,7 +412,7 @@ def test_ctrl_c_stops_the_runtime_and_its_processes() -> None:
         import sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_lava import chain_net, _pixels
-        from slipsnn.toolchain import lava_runtime
+        from slipsnn.toolchain.backends.lava import runtime as lava_runtime
         read = lava_runtime._read_chunk
         def announce(*args):
             read(*args)

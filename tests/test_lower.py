@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from slipsnn.toolchain.activations import SlipReLU, preset_params
+from slipsnn.toolchain.ann.activations import SlipReLU
+from slipsnn.toolchain.ir.activation import preset_params
 from slipsnn.toolchain.errors import ModelError
-from slipsnn.toolchain.ir import SynapseKind
-from slipsnn.toolchain.lower import lower
-from slipsnn.toolchain.models import BasicBlock, ModelConfig, Normalize, build_model
-from slipsnn.toolchain.spiking import ann_forward
+from slipsnn.toolchain.ir.formats import SynapseKind
+from slipsnn.toolchain.convert.lower import lower
+from slipsnn.toolchain.ann.models import BasicBlock, ModelConfig, Normalize, build_model
+from slipsnn.toolchain.backends.ann_eval import ann_forward
 
 # float64 end to end: the only differences are summation order, ~1e-15 of the logits
 TOL = 1e-9

@@ -11,7 +11,7 @@ import pytest
 from slipsnn.exporters import netx
 from slipsnn.exporters.netx import read_netx, write_netx
 from slipsnn.toolchain.errors import FormatError
-from slipsnn.toolchain.ir import IntLayer, IntNetwork, IntSynapse
+from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
 
 
 def _weights(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -124,7 +124,7 @@ def test_cuba_variant_values(tmp_path: Path) -> None:
 
 def _stock_netx():
     """lava-dl's netx reader, imported the way slipsnn imports Lava (see ``lava_runtime.require_lava``)."""
-    from slipsnn.toolchain.lava_runtime import require_lava
+    from slipsnn.toolchain.backends.lava.runtime import require_lava
     require_lava()
     return pytest.importorskip("lava.lib.dl.netx.hdf5")
 

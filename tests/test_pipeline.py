@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from slipsnn.toolchain.activations import preset_params
-from slipsnn.toolchain.checkpoint import save_checkpoint
-from slipsnn.toolchain.datasets import dataset_info
-from slipsnn.toolchain.models import ModelConfig, build_model
+from slipsnn.toolchain.ir.activation import preset_params
+from slipsnn.toolchain.ann.checkpoint import save_checkpoint
+from slipsnn.toolchain.data.registry import dataset_info
+from slipsnn.toolchain.ann.models import ModelConfig, build_model
 from slipsnn.toolchain.pipeline import accuracy_chain, export_checkpoint, run_file, verify_file
-from slipsnn.toolchain.run import load_network
+from slipsnn.toolchain.pipeline import load_network
 
 
 def _checkpoint(folder: Path, arch: str, seed: int = 0) -> Path:
@@ -63,9 +63,9 @@ def test_cuba_export_runs_in_stock_netx_like_slipsnn_at_t1(tmp_path: Path) -> No
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
-    from slipsnn.toolchain.data import load_pixels
-    from slipsnn.toolchain.lava_runtime import require_lava
-    from slipsnn.toolchain.simulate import simulate_int
+    from slipsnn.toolchain.data.loaders import load_pixels
+    from slipsnn.toolchain.backends.lava.runtime import require_lava
+    from slipsnn.toolchain.backends.simulator import simulate_int
 
     require_lava()
     from lava.lib.dl.netx import hdf5

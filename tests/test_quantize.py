@@ -7,15 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from slipsnn.toolchain.activations import SlipReLU, preset_params
+from slipsnn.toolchain.ann.activations import SlipReLU
+from slipsnn.toolchain.ir.activation import preset_params
 from slipsnn.toolchain.errors import QuantizationError
-from slipsnn.toolchain.ir import (INPUT_SOURCE, STATE_MAX, THRESHOLD_MAX, IntLayer, IntNetwork, IntSynapse,
-                                  NeuronKind, SynapseKind)
-from slipsnn.toolchain.lower import lower
-from slipsnn.toolchain.models import BasicBlock, ModelConfig, build_model
-from slipsnn.toolchain.overflow import layer_bounds, prove_no_overflow
-from slipsnn.toolchain.quantize import QuantConfig, quantize
-from slipsnn.toolchain.simulate import simulate_float, simulate_int
+from slipsnn.toolchain.ir.formats import INPUT_SOURCE, STATE_MAX, THRESHOLD_MAX, NeuronKind, SynapseKind
+from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
+from slipsnn.toolchain.convert.lower import lower
+from slipsnn.toolchain.ann.models import BasicBlock, ModelConfig, build_model
+from slipsnn.toolchain.convert.overflow import layer_bounds, prove_no_overflow
+from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
 
 
 def _two_layer(threshold: int = 10, weight: int = 4) -> IntNetwork:

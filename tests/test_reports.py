@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from slipsnn.toolchain.costs import ann_macs, count_layers, map_cores, snn_energy, stored_synapses
+from slipsnn.toolchain.costs.counts import ann_macs, count_layers, map_cores, snn_energy, stored_synapses
 from slipsnn.toolchain.errors import ProfileError, SlipsnnError
-from slipsnn.toolchain.ir import IntLayer, IntNetwork, IntSynapse
-from slipsnn.toolchain.profiles import Profile, ProfileKind, list_profiles, load_profile
-from slipsnn.toolchain.report import Report, build_report, choose_profiles, format_report, report, save_report
-from slipsnn.toolchain.run import RunResult, run_network
-from slipsnn.toolchain.simulate import SimResult, simulate_int
+from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
+from slipsnn.toolchain.costs.profiles import Profile, ProfileKind, list_profiles, load_profile
+from slipsnn.toolchain.costs.report import Report, build_report, choose_profiles, format_report, report, save_report
+from slipsnn.toolchain.backends.result import RunResult
+from slipsnn.toolchain.backends.registry import run_network
+from slipsnn.toolchain.backends.result import SimResult
+from slipsnn.toolchain.backends.simulator import simulate_int
 
 # --------------------------------------------------------------------------------------------------------------
 # A network small enough to count by hand.

@@ -20,9 +20,9 @@ import pytest
 
 pytest.importorskip("lava.magma.core.process.process", reason="Lava is not installed")
 
-from slipsnn.exporters.netx import write_netx   # noqa: E402
-from slipsnn.toolchain import lava_runtime      # noqa: E402
-from slipsnn.toolchain.ir import IntLayer, IntNetwork, IntSynapse   # noqa: E402
+from slipsnn.exporters.netx import write_netx
+from slipsnn.toolchain.backends.lava import runtime as lava_runtime
+from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
 
 RUN_SCRIPT = Path(sys.executable).parent / "slipsnn-run"
 START_SECONDS = 180.0   # imports, data, compile and process start on a loaded 2-core machine

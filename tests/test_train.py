@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from slipsnn.toolchain.atomic import atomic_write, atomic_write_json
-from slipsnn.toolchain.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
-from slipsnn.toolchain.data import load_tensors
+from slipsnn.toolchain.files import atomic_write, atomic_write_json
+from slipsnn.toolchain.ann.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
+from slipsnn.toolchain.data.loaders import load_tensors
 from slipsnn.toolchain.errors import ModelError, SlipsnnError
-from slipsnn.toolchain.lower import lower
-from slipsnn.toolchain.simulate import simulate_float
-from slipsnn.toolchain.train import TrainConfig, TrainResult, calibrate_thresholds, snn_accuracies, train
+from slipsnn.toolchain.convert.lower import lower
+from slipsnn.toolchain.backends.simulator import simulate_float
+from slipsnn.toolchain.ann.training import TrainConfig, TrainResult, calibrate_thresholds, snn_accuracies, train
 
 
 def _train(out_dir: Path | None, epochs: int = 2, **overrides: object) -> TrainResult:
@@ -93,8 +93,8 @@ def test_a_malicious_pickle_is_refused_and_not_executed(tmp_path: Path, how: str
 
 
 def _valid_checkpoint(tmp_path: Path) -> Path:
-    from slipsnn.toolchain.activations import preset_params
-    from slipsnn.toolchain.models import ModelConfig, build_model
+    from slipsnn.toolchain.ir.activation import preset_params
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
     cfg = ModelConfig("digits_cnn", 10, (1, 8, 8), (0.3,), (0.4,), width=0.25)
     act = preset_params("slip", L=4)
     torch.manual_seed(0)

@@ -42,7 +42,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def _dataset_option(default: str | None = "digits") -> Any:
-    from .datasets import DATASETS
+    from .data.registry import DATASETS
     return click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=default, show_default=True,
                         help="Data set (its test split is used for evaluation).")
 
@@ -78,7 +78,7 @@ def train(dataset: str, activation: str, a: float | None, L: int | None, delta1:
           out: Path | None, quiet: bool, debug: bool) -> None:
     """Train a SlipReLU (or QCFS / clip / ReLU) ANN and evaluate its converted SNN at T = 1, 2, 4, 8."""
     from .pipeline import train_and_evaluate
-    from .train import TrainConfig
+    from .ann.training import TrainConfig
     out = out or Path("runs") / dataset
     cfg = TrainConfig.for_dataset(dataset, activation=activation, a=a, L=L, delta1=delta1, delta2=delta2,
                                   a_learnable=a_learnable, arch=arch, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -105,7 +105,7 @@ def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps:
            debug: bool) -> None:
     """Quantize a checkpoint to Loihi integers and write a lava-dl netx HDF5 file."""
     from .pipeline import export_checkpoint
-    from .quantize import format_quant_report
+    from .convert.quantize import format_quant_report
     net, path = export_checkpoint(checkpoint, output, timesteps=timesteps, max_timesteps=max_timesteps,
                                   neuron=neuron)
     click.echo(net.summary())
@@ -130,7 +130,7 @@ def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps:
 def run(network: Path, backend: str, dataset: str | None, timesteps: int | None, limit: int | None,
         data_root: Path | None, json_path: Path | None, verify: bool, debug: bool) -> None:
     """Run an exported network and print its accuracy and throughput."""
-    from .atomic import atomic_write_json
+    from .files import atomic_write_json
     from .pipeline import mismatch_summary, run_file, verify_file
     opts = dict(dataset=dataset, timesteps=timesteps, limit=limit, data_root=data_root, progress=True)
     if verify:
@@ -183,7 +183,7 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
            backend: str, profiles: tuple[str, ...], limit: int | None, data_root: Path | None,
            json_path: Path | None, plots_dir: Path | None, debug: bool) -> None:
     """Accuracy, activity, energy and latency per layer on chip profiles, against the ANN."""
-    from .report import format_report, report as make_report
+    from .costs.report import format_report, report as make_report
     rep = make_report(network, dataset, _merge_timesteps(timesteps, more_timesteps), backend=backend, profile=list(profiles),
                       json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit)
     click.echo(format_report(rep))
@@ -233,8 +233,8 @@ for _cmd in (train, export, run, report, chain):
 def analyze(checkpoint: Path, dataset: str | None, timesteps: int, delta2: tuple[float, ...], limit: int | None,
             data_root: Path | None, json_path: Path | None, plot_path: Path | None, debug: bool) -> None:
     """Layer-wise conversion error (ANN activation/θ − spikes/T) and how it moves with the initial membrane δ₂."""
-    from .analyze import analyze_conversion, format_analysis, plot_analysis
-    from .atomic import atomic_write_json
+    from .analysis.conversion import analyze_conversion, format_analysis, plot_analysis
+    from .files import atomic_write_json
     res = analyze_conversion(checkpoint, timesteps, delta2, limit=limit, data_root=data_root, dataset=dataset)
     click.echo(format_analysis(res))
     if json_path:

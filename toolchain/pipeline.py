@@ -15,18 +15,20 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from . import __version__
-from .checkpoint import Checkpoint, load_checkpoint
-from .data import load_pixels
+from .ann.checkpoint import Checkpoint, load_checkpoint
+from .data.loaders import load_pixels
 from .errors import SlipsnnError
-from .ir import IntNetwork
-from .lower import lower
-from .quantize import QuantConfig, quantize
-from .run import Mismatch, RunResult, compare, load_network, run_network
-from .simulate import simulate_float, simulate_int
-from .spiking import SpikingNetwork, ann_forward
+from .ir.integer import IntNetwork
+from .convert.lower import lower
+from .convert.quantize import QuantConfig, quantize
+from .backends.result import Mismatch, RunResult, compare
+from .backends.registry import run_network
+from .backends.simulator import simulate_float, simulate_int
+from .ir.floating import SpikingNetwork
+from .backends.ann_eval import ann_forward
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .ann.training import TrainConfig
 
 
 def train_and_evaluate(cfg: "TrainConfig", progress: bool = True,
@@ -42,8 +44,8 @@ def train_and_evaluate(cfg: "TrainConfig", progress: bool = True,
         ``{"ann_accuracy": acc, "snn_accuracy": {"1": acc, …}, …}`` (fractions of 1, test split, without
         the per-epoch history); the checkpoint's metrics hold the same numbers.
     """
-    from .atomic import atomic_write_json
-    from .train import train
+    from .files import atomic_write_json
+    from .ann.training import train
     metrics = {k: v for k, v in train(cfg, progress, snn_timesteps=timesteps).metrics.items() if k != "history"}
     if cfg.out_dir:
         atomic_write_json(Path(cfg.out_dir) / "metrics.json", metrics)
@@ -75,11 +77,17 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     Returns:
         The integer network and the written path.
     """
-    from ..exporters.netx import write_netx
+    from slipsnn.exporters.netx import write_netx
     cfg = (QuantConfig.for_stock_netx if neuron == "cuba" else QuantConfig)(timesteps, max_timesteps)
     net = quantize(convert_checkpoint(checkpoint), cfg)
     path = Path(out) if out is not None else Path(checkpoint).with_name("model.net")
     return net, write_netx(net, path, neuron=neuron)
+
+
+def load_network(path: str | Path) -> IntNetwork:
+    """Read an exported network file (netx HDF5 with slipsnn's neuron)."""
+    from slipsnn.exporters.netx import read_netx
+    return read_netx(path)
 
 
 def network_and_test_data(net_path: str | Path, dataset: str | None = None, data_root: str | Path | None = None,

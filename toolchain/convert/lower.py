@@ -1,0 +1,367 @@
+"""Lowering: a trained torch model → the converted spiking network (``spiking.SpikingNetwork``).
+
+Walks the model's modules in order and folds every linear operation into the synapse it feeds:
+input normalization into the first layer (exact, with a per-neuron bias where zero padding meets a
+non-zero mean), BatchNorm into the preceding conv/linear, average pooling into the following
+conv/linear (an average pool followed by a convolution is one strided convolution). Each activation
+closes one spiking layer; the final Linear becomes the non-spiking output layer. Residual blocks add
+their shortcut as a second synapse into the block's output neuron.
+
+Converters live in a ``{module type: function}`` registry (``CONVERTERS``); anything else is refused
+with a message naming the module.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..ir.activation import SlipParams
+from ..ann.activations import SlipReLU
+from ..kernels.connectivity import synapse_macs
+from ..errors import ModelError
+from ..ir.formats import INPUT_SOURCE, SynapseKind
+from ..ann.models import BasicBlock, Normalize
+from ..ir.floating import FloatLayer, FloatSynapse, SpikingNetwork
+from ..kernels.synapse import bias_tensor
+
+
+@dataclass
+class _Pending:
+    """The linear map being built from the current source towards the next activation."""
+
+    pools: list[tuple[int, int]] = field(default_factory=list)   # average pools still to fold, (kH, kW)
+    flatten: bool = False
+    affine: tuple[np.ndarray, np.ndarray] | None = None           # input = pixel·α + β per channel, until folded
+    synapse: FloatSynapse | None = None                           # weight in source units (not yet /θ)
+    bias: np.ndarray | None = None                                # (C,) or per-neuron, source units
+    shape: tuple[int, ...] | None = None                          # output shape of ``synapse``
+    owner: str = ""                                               # "<module>:<op>" that made ``synapse``
+    macs: int = 0                                                 # MACs of the original (unfolded) module
+
+
+@dataclass
+class _State:
+    layers: list[FloatLayer]
+    thetas: dict[str, float]
+    input_shape: tuple[int, int, int]
+    source: int = INPUT_SOURCE
+    shape: tuple[int, ...] = ()
+    theta: float = 1.0            # θ of the current source: 8-bit pixels carry their own value
+    pending: _Pending = field(default_factory=_Pending)
+
+
+Converter = Callable[[_State, str, nn.Module], None]
+CONVERTERS: dict[type, Converter] = {}
+
+
+def converter(*types: type) -> Callable[[Converter], Converter]:
+    def register(fn: Converter) -> Converter:
+        for t in types:
+            CONVERTERS[t] = fn
+        return fn
+    return register
+
+
+def _allowed() -> str:
+    return ", ".join(sorted({t.__name__ for t in CONVERTERS} | {"Sequential"}))
+
+
+def _refuse(name: str, module: nn.Module, why: str) -> ModelError:
+    return ModelError(f"cannot convert module {name!r} ({type(module).__name__}): {why}")
+
+
+@converter(Normalize)
+def _normalize(st: _State, name: str, m: Normalize) -> None:
+    if st.source != INPUT_SOURCE or st.pending.synapse is not None or st.pending.affine is None:
+        raise _refuse(name, m, "input normalization must come before the first conv/linear layer")
+    std = m.std.detach().double().flatten().numpy()
+    mean = m.mean.detach().double().flatten().numpy()
+    alpha, beta = st.pending.affine      # the input so far is pixel·α + β
+    st.pending.affine = (alpha / std, (beta - mean) / std)
+
+
+@converter(nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+def _avgpool(st: _State, name: str, m: nn.Module) -> None:
+    if st.pending.synapse is not None:
+        raise _refuse(name, m, "average pooling between a conv and its activation cannot be folded; "
+                               "place it after the activation")
+    c, h, w = _current_chw(st, name, m)
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        out = m.output_size if isinstance(m.output_size, tuple) else (m.output_size, m.output_size)
+        if tuple(out) != (1, 1):
+            raise _refuse(name, m, f"only global pooling (output size 1) is supported, got {out}")
+        k = (h, w)
+    else:
+        k = _pair(m.kernel_size)
+        if _pair(m.stride or m.kernel_size) != k or _pair(m.padding) != (0, 0) or m.ceil_mode:
+            raise _refuse(name, m, "only non-overlapping pooling (stride = kernel, no padding) folds exactly")
+    if h % k[0] or w % k[1]:
+        raise _refuse(name, m, f"input {h}x{w} is not divisible by the pool {k[0]}x{k[1]}")
+    st.pending.pools.append(k)
+    st.shape = (c, h // k[0], w // k[1])
+
+
+@converter(nn.MaxPool2d)
+def _maxpool(st: _State, name: str, m: nn.Module) -> None:
+    raise _refuse(name, m, "max-pooling has no exact spiking equivalent; replace it by AvgPool2d and "
+                           "retrain (slipsnn.toolchain.ann.activations.slipify does the swap)")
+
+
+@converter(nn.Flatten)
+def _flatten(st: _State, name: str, m: nn.Module) -> None:
+    st.pending.flatten = True
+
+
+@converter(nn.Dropout, nn.Identity)
+def _skip(st: _State, name: str, m: nn.Module) -> None:
+    """Identity at inference."""
+
+
+@converter(nn.Conv2d)
+def _conv(st: _State, name: str, m: nn.Conv2d) -> None:
+    p = st.pending
+    if p.synapse is not None or p.flatten:
+        raise _refuse(name, m, "expected an activation between two conv/linear layers")
+    if m.padding_mode != "zeros" or isinstance(m.padding, str):
+        raise _refuse(name, m, "only numeric zero padding is supported")
+    c, h, w = _current_chw(st, name, m)
+    weight = m.weight.detach().double().numpy()
+    stride, padding, dilation = _pair(m.stride), _pair(m.padding), _pair(m.dilation)
+    macs = synapse_macs(FloatSynapse(st.source, SynapseKind.CONV, weight, stride, padding, dilation, m.groups),
+                        (c, h, w))
+    for kh, kw in p.pools:  # avg-pool(k) then conv(K, s, p) == conv(K·k, s·k, p·k) with weight/k²
+        if dilation != (1, 1):
+            raise _refuse(name, m, "a dilated conv after average pooling cannot be folded")
+        weight = np.repeat(np.repeat(weight, kh, axis=2), kw, axis=3) / (kh * kw)
+        stride, padding = (stride[0] * kh, stride[1] * kw), (padding[0] * kh, padding[1] * kw)
+    syn = FloatSynapse(st.source, SynapseKind.CONV, weight, stride, padding, dilation, m.groups)
+    bias = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(weight.shape[0])
+    _finish_synapse(st, f"{name}:{'pool+' if p.pools else ''}conv", syn, bias, macs)
+
+
+def _finish_synapse(st: _State, name: str, syn: FloatSynapse, bias: np.ndarray, macs: int) -> None:
+    """Fold the pending input normalization into ``syn`` and make it the pending synapse."""
+    p = st.pending
+    src_shape = _source_shape(st)
+    out_shape = _out_shape(syn, src_shape)
+    bias = np.asarray(bias, dtype=np.float64)
+    if p.affine is not None:
+        alpha, beta = p.affine
+        w = syn.weight
+        if syn.kind is SynapseKind.CONV:
+            cin_g, cout_g = w.shape[1], w.shape[0] // syn.groups   # input channel read by weight[o, j]
+            channel = (np.arange(w.shape[0])[:, None] // cout_g) * cin_g + np.arange(cin_g)[None, :]
+            w_scaled = w * alpha[channel][:, :, None, None]
+            shift = torch.as_tensor(np.broadcast_to(beta[:, None, None], src_shape).copy())[None]
+            offset = torch.nn.functional.conv2d(shift, torch.as_tensor(w), stride=syn.stride, padding=syn.padding,
+                                                dilation=syn.dilation, groups=syn.groups)[0].numpy()
+        else:
+            per_in = np.broadcast_to(np.asarray(alpha)[:, None, None], src_shape).reshape(-1) \
+                if len(src_shape) == 3 else np.asarray(alpha)
+            w_scaled = w * per_in[None, :]
+            shift = np.broadcast_to(np.asarray(beta)[:, None, None], src_shape).reshape(-1) \
+                if len(src_shape) == 3 else np.asarray(beta)
+            offset = w @ shift
+        bias = bias_tensor(bias, out_shape, torch.float64).numpy() + offset
+        if np.allclose(bias, bias.reshape(bias.shape[0], -1)[:, :1].reshape((-1,) + (1,) * (bias.ndim - 1)),
+                       rtol=1e-12, atol=1e-12):  # zero padding met a zero mean: per-channel bias suffices
+            bias = bias.reshape(bias.shape[0], -1)[:, 0]
+        syn = FloatSynapse(syn.source, syn.kind, w_scaled, syn.stride, syn.padding, syn.dilation, syn.groups)
+        p.affine = None
+    p.synapse, p.bias, p.shape, p.owner, p.macs = syn, bias, out_shape, name, int(macs)
+    p.pools, p.flatten = [], False
+
+
+@converter(nn.Linear)
+def _linear(st: _State, name: str, m: nn.Linear) -> None:
+    p = st.pending
+    if p.synapse is not None:
+        raise _refuse(name, m, "expected an activation between two conv/linear layers")
+    src_shape = _source_shape(st)
+    if len(src_shape) == 3 and not p.flatten:
+        raise _refuse(name, m, "a Linear after a conv layer needs an nn.Flatten before it")
+    weight = m.weight.detach().double().numpy()
+    macs = int(weight.size)
+    if len(src_shape) == 3:  # expand the folded pools back to the source resolution (C-order flatten)
+        c, h, w = st.shape
+        if weight.shape[1] != c * h * w:
+            raise _refuse(name, m, f"expects {weight.shape[1]} inputs, the previous layer gives {c * h * w}")
+        weight = weight.reshape(-1, c, h, w)
+        for kh, kw in reversed(p.pools):
+            weight = np.repeat(np.repeat(weight, kh, axis=2), kw, axis=3) / (kh * kw)
+        weight = weight.reshape(weight.shape[0], -1)
+    elif p.pools:
+        raise _refuse(name, m, "average pooling before a Linear needs a (C, H, W) input")
+    if weight.shape[1] != int(np.prod(src_shape)):
+        raise _refuse(name, m, f"expects {weight.shape[1]} inputs, the previous layer gives {int(np.prod(src_shape))}")
+    syn = FloatSynapse(st.source, SynapseKind.DENSE, weight)
+    bias = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(weight.shape[0])
+    _finish_synapse(st, f"{name}:{'pool+' if p.pools else ''}linear", syn, bias, macs)
+
+
+@converter(nn.BatchNorm2d, nn.BatchNorm1d)
+def _batchnorm(st: _State, name: str, m: nn.Module) -> None:
+    p = st.pending
+    if p.synapse is None:
+        raise _refuse(name, m, "BatchNorm must follow a conv or linear layer to be folded")
+    gamma, beta, mean, var = _bn_terms(name, m)
+    k = gamma / np.sqrt(var + m.eps)
+    w = p.synapse.weight * k.reshape((-1,) + (1,) * (p.synapse.weight.ndim - 1))
+    p.synapse = FloatSynapse(p.synapse.source, p.synapse.kind, w, p.synapse.stride, p.synapse.padding,
+                             p.synapse.dilation, p.synapse.groups)
+    kb = k.reshape((-1,) + (1,) * (p.bias.ndim - 1))
+    bb = (beta - mean * k).reshape((-1,) + (1,) * (p.bias.ndim - 1))
+    p.bias = p.bias * kb + bb
+
+
+@converter(SlipReLU, nn.ReLU)
+def _activation(st: _State, name: str, m: nn.Module) -> None:
+    p = st.pending
+    if p.synapse is None:
+        raise _refuse(name, m, "an activation must follow a conv or linear layer")
+    theta, act = _theta_and_params(st, name, m)
+    _close_layer(st, p.owner, [p.synapse], p.bias, p.shape, theta, act, p.macs)
+
+
+@converter(BasicBlock)
+def _block(st: _State, name: str, m: BasicBlock) -> None:
+    if st.pending.synapse is not None or st.pending.pools or st.pending.affine is not None:
+        raise _refuse(name, m, "a residual block must follow an activation")
+    entry_source, entry_shape, entry_theta = st.source, st.shape, st.theta
+    for sub in ("conv1", "bn1", "act1", "conv2", "bn2"):
+        _convert_module(st, f"{name}.{sub}", getattr(m, sub))
+    main = st.pending
+    # the shortcut reads the block's input: convert it as a synapse from ``entry_source``
+    st.pending, saved = _Pending(), (st.source, st.shape, st.theta)
+    st.source, st.shape, st.theta = entry_source, entry_shape, entry_theta
+    if len(m.shortcut) == 0:
+        c = entry_shape[0]
+        ident = FloatSynapse(entry_source, SynapseKind.CONV, np.ones((c, 1, 1, 1)), groups=c)
+        _finish_synapse(st, f"{name}.shortcut", ident, np.zeros(c), macs=0)  # an addition, not a MAC
+    else:
+        for i, sub in enumerate(m.shortcut):
+            _convert_module(st, f"{name}.shortcut.{i}", sub)
+    short = st.pending
+    st.source, st.shape, st.theta = saved
+    if short.shape != main.shape:
+        raise _refuse(name, m, f"shortcut gives {short.shape}, the main path {main.shape}")
+    theta, act = _theta_and_params(st, f"{name}.act2", m.act2)
+    # the shortcut reads spikes of the block input, each worth that layer's θ
+    short_syn = _scaled(short.synapse, entry_theta)
+    _close_layer(st, f"{main.owner}+shortcut", [main.synapse, short_syn], main.bias + short.bias, main.shape, theta, act,
+                 main.macs + short.macs)
+
+
+def _close_layer(st: _State, name: str, synapses: list[FloatSynapse], bias: np.ndarray, shape: tuple[int, ...],
+                 theta: float, act: SlipParams | None, macs: int) -> None:
+    """Turn the pending synapses into a spiking layer with threshold θ (normalized to 1)."""
+    main = _scaled(synapses[0], st.theta / theta)
+    rest = [_scaled(s, 1.0 / theta) for s in synapses[1:]]  # residual synapses already carry their source θ
+    layer = FloatLayer(name=name, shape=tuple(shape), synapses=(main, *rest), bias=bias / theta, spiking=True,
+                       theta=float(theta), act=act, v_init=(act.delta2 if act is not None else 0.5), ann_macs=macs)
+    st.layers.append(layer)
+    st.source, st.shape, st.theta, st.pending = len(st.layers) - 1, tuple(shape), float(theta), _Pending()
+
+
+def _scaled(s: FloatSynapse, k: float) -> FloatSynapse:
+    return FloatSynapse(s.source, s.kind, s.weight * k, s.stride, s.padding, s.dilation, s.groups)
+
+
+def _theta_and_params(st: _State, name: str, m: nn.Module) -> tuple[float, SlipParams | None]:
+    if isinstance(m, SlipReLU):
+        return float(m.theta.detach()), m.current_params()
+    if name not in st.thetas:
+        raise ModelError(f"ReLU {name!r} has no threshold: calibrate θ from data first "
+                         "(slipsnn.toolchain.ann.training.calibrate_thresholds)")
+    return float(st.thetas[name]), None
+
+
+def _bn_terms(name: str, m: nn.Module) -> tuple[np.ndarray, ...]:
+    if m.running_mean is None or m.running_var is None:
+        raise _refuse(name, m, "BatchNorm without running statistics (track_running_stats=False) normalizes "
+                               "each batch by itself and cannot be folded into fixed weights")
+    n = m.num_features
+    gamma = m.weight.detach().double().numpy() if m.weight is not None else np.ones(n)
+    beta = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(n)
+    return gamma, beta, m.running_mean.detach().double().numpy(), m.running_var.detach().double().numpy()
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _source_shape(st: _State) -> tuple[int, ...]:
+    """Shape of the current source at full resolution (before pending pools)."""
+    return st.layers[st.source].shape if st.source != INPUT_SOURCE else st.input_shape
+
+
+def _current_chw(st: _State, name: str, m: nn.Module) -> tuple[int, int, int]:
+    if len(st.shape) != 3 or st.pending.flatten:
+        raise _refuse(name, m, f"needs a (C, H, W) input, got shape {st.shape}")
+    return st.shape  # type: ignore[return-value]
+
+
+def _out_shape(syn: FloatSynapse, src: tuple[int, ...]) -> tuple[int, ...]:
+    if syn.kind is SynapseKind.DENSE:
+        return (syn.weight.shape[0],)
+    x = torch.zeros((1, *src), dtype=torch.float64)
+    w = torch.zeros(syn.weight.shape, dtype=torch.float64)
+    return tuple(torch.nn.functional.conv2d(x, w, stride=syn.stride, padding=syn.padding,
+                                            dilation=syn.dilation, groups=syn.groups).shape[1:])
+
+
+def _convert_module(st: _State, name: str, m: nn.Module) -> None:
+    if isinstance(m, nn.Sequential):
+        for child_name, child in m.named_children():
+            _convert_module(st, f"{name}.{child_name}" if name else child_name, child)
+        return
+    fn = CONVERTERS.get(type(m))
+    if fn is None:
+        raise ModelError(f"cannot convert module {name!r} of type {type(m).__name__}; "
+                         f"supported: {_allowed()}")
+    fn(st, name, m)
+
+
+def lower(model: nn.Module, input_shape: tuple[int, int, int], thetas: dict[str, float] | None = None,
+          meta: dict | None = None) -> SpikingNetwork:
+    """Convert a trained model into the float spiking description.
+
+    Args:
+        model: an ``nn.Sequential`` of supported modules (see ``CONVERTERS``), in eval mode or not
+            (BatchNorm running statistics are used). The model is not modified.
+        input_shape: (C, H, W) of one image.
+        thetas: θ per ``nn.ReLU`` module name, for plain-ReLU models (from calibration).
+        meta: provenance stored on the result.
+
+    Returns:
+        The ``SpikingNetwork``: hidden layers spike, the last layer (the final Linear) accumulates.
+
+    Example:
+        >>> from slipsnn.toolchain.ann.models import ModelConfig, build_model
+        >>> from slipsnn.toolchain.ann.activations import preset_params
+        >>> cfg = ModelConfig("digits_cnn", 10, (1, 8, 8), (0.3,), (0.4,))
+        >>> snn = lower(build_model(cfg, preset_params("slip")), (1, 8, 8))
+        >>> [l.shape for l in snn.layers]
+        [(16, 8, 8), (32, 8, 8), (32, 4, 4), (10,)]
+    """
+    model = copy.deepcopy(model).cpu().eval()
+    st = _State(layers=[], thetas=dict(thetas or {}), input_shape=tuple(input_shape), shape=tuple(input_shape))
+    # the model sees x = pixel / 255; the first synapse reads the 8-bit pixels themselves
+    st.pending.affine = (np.full(input_shape[0], 1.0 / 255.0), np.zeros(input_shape[0]))
+    _convert_module(st, "", model)
+    p = st.pending
+    if p.synapse is None or p.pools or p.flatten:
+        raise ModelError("the model must end with a Linear (or conv) layer without activation: "
+                         "its outputs are the logits summed over time")
+    out = FloatLayer(name=p.owner, shape=tuple(p.shape), synapses=(_scaled(p.synapse, st.theta),), bias=p.bias,
+                     spiking=False, theta=1.0, act=None, v_init=0.0, ann_macs=p.macs)
+    st.layers.append(out)
+    if len(st.layers) < 2:
+        raise ModelError("the model has no activation: there is nothing to convert into spiking neurons")
+    return SpikingNetwork(input_shape=tuple(input_shape), layers=tuple(st.layers), meta=dict(meta or {}))

@@ -1,0 +1,1 @@
+"""Torch kernels over IR synapses: applying a synapse, and exact connectivity counts."""
