@@ -19,7 +19,8 @@ import numpy as np
 from slipsnn.toolchain import __version__
 from slipsnn.toolchain.files import atomic_write
 from slipsnn.toolchain.errors import FormatError
-from slipsnn.toolchain.ir.formats import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT, THRESHOLD_MAX, NeuronKind, SynapseKind, lava_dense_clips)
+from slipsnn.toolchain.ir.formats import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT,
+                                          THRESHOLD_MAX, NetxNeuron, NeuronKind, SynapseKind, lava_dense_clips)
 from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
 
 MAX_DIM = 65536          # largest size of one dimension read from a file
@@ -69,7 +70,7 @@ def _if_soft_neuron(layer: IntLayer) -> Neuron:
 
 def _cuba_vth(layer: IntLayer) -> int:
     """v_init folded into vThMant: ``v_init + 64·x ≥ 64·θ ⟺ x > ⌈θ − v_init/64⌉ − 1`` (x = a + b)."""
-    return -((layer.v_init - (layer.threshold << STATE_SHIFT)) // 64) - 1 if layer.spiking else CUBA_SILENT_VTH
+    return -((layer.v_init - layer.threshold_state) // 64) - 1 if layer.spiking else CUBA_SILENT_VTH
 
 
 def _cuba_neuron(layer: IntLayer) -> Neuron:
@@ -95,7 +96,7 @@ def _cuba_problems(layer: IntLayer) -> list[str]:
         found.append("an all-zero dense matrix (stock netx raises OverflowError)")
     if syn.kind is SynapseKind.DENSE and lava_dense_clips(syn.weight):
         found.append("a dense matrix without positive weights reaching −256 (stock netx clips it to −255)")
-    b = layer.bias.astype(np.int64) << layer.bias_exp
+    b = layer.bias.astype(np.int64) << int(layer.bias_exp)
     if (b % 64).any() or not BIAS_MIN <= (b >> STATE_SHIFT).min() <= (b >> STATE_SHIFT).max() <= BIAS_MAX:
         found.append(f"bias << bias_exp {layer.bias_exp} is not 64 × a 13-bit mantissa (netx fixes bias_exp 6)")
     if not 0 <= _cuba_vth(layer) <= THRESHOLD_MAX:
@@ -104,7 +105,14 @@ def _cuba_problems(layer: IntLayer) -> list[str]:
     return found
 
 
-_NEURON_WRITERS: dict[str, Callable[[IntLayer], Neuron]] = {"if_soft": _if_soft_neuron, "cuba": _cuba_neuron}
+_NEURON_WRITERS: dict[str, Callable[[IntLayer], Neuron]] = {NetxNeuron.IF_SOFT.value: _if_soft_neuron,
+                                                            NetxNeuron.CUBA.value: _cuba_neuron}
+
+#: What each neuron kind's file can hold, as ``convert.quantize.QuantConfig`` options: a stock netx CUBA layer
+#: has no dense weight exponent and a bias in weight units (netx fixes the bias exponent at 6).
+QUANT_LIMITS: dict[str, dict[str, object]] = {NetxNeuron.IF_SOFT.value: {},
+                                              NetxNeuron.CUBA.value: {"dense_weight_exp": False,
+                                                                      "bias_exp": STATE_SHIFT}}
 
 
 def _write_layer(g: h5py.Group, layer: IntLayer, neuron: str) -> None:

@@ -12,7 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from slipsnn.toolchain.ir.activation import SlipParams
-from slipsnn.toolchain.analysis.conversion import analyze_conversion, analyze_network, format_analysis, plot_analysis
+from slipsnn.toolchain.analysis.conversion import analyze_network
+from slipsnn.toolchain.pipeline import analyze_conversion
+from slipsnn.toolchain.show.analysis import format_analysis, plot_analysis
 from slipsnn.toolchain.cli import main
 from slipsnn.toolchain.errors import SlipsnnError
 from slipsnn.toolchain.ir.formats import INPUT_SOURCE, SynapseKind

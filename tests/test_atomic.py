@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from factories import tiny_conv_net
 
 TARGETS = {"json": "metrics.json", "netx": "model.net", "checkpoint": "model.pt"}
 READY_SECONDS = 120.0   # the child's imports and first write, on a loaded 2-core machine
@@ -162,7 +163,7 @@ def test_plots_are_written_atomically(tmp_path: Path, monkeypatch: pytest.Monkey
     from slipsnn.toolchain.costs.profiles import load_profile
     from slipsnn.toolchain.costs.report import build_report
     from slipsnn.toolchain.backends.registry import run_network
-    net = _small_net()
+    net = tiny_conv_net()
     pixels = np.random.default_rng(0).integers(0, 256, (4, *net.input_shape)).astype(np.float64)
     run = run_network(net, pixels, np.arange(4) % 2, backend="fast")
     rep = build_report(net, run, [1, 2], [load_profile("loihi2")], load_profile("gpu45nm"))
@@ -178,17 +179,6 @@ def test_plots_are_written_atomically(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(OSError, match="No space left"):
         plot_report(rep, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
-
-
-def _small_net():
-    from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
-    rng = np.random.default_rng(1)
-    layers = (IntLayer("conv", (2, 4, 4), (IntSynapse(-1, "conv", rng.integers(-20, 20, (2, 1, 3, 3)) * 2,
-                                                      padding=(1, 1)),), "IF_SOFT", 300, np.zeros(2, np.int32), 0, 0,
-                       300.0),
-              IntLayer("out", (2,), (IntSynapse(0, "dense", rng.integers(-20, 20, (2, 32)) * 2),), "ACCUMULATE", 0,
-                       np.zeros(2, np.int32), 0, 0, 1.0))
-    return IntNetwork((1, 4, 4), layers, timesteps=2, max_timesteps=2, meta={"dataset": "toy"})
 
 
 if __name__ == "__main__":   # the writer child: python tests/test_atomic.py KIND FOLDER

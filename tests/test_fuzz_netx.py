@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 
 from slipsnn.exporters.netx import read_netx, write_netx
 from slipsnn.toolchain.errors import FormatError, SlipsnnError
-from slipsnn.toolchain.ir.formats import (BIAS_EXP_MAX, BIAS_MAX, BIAS_MIN, MAX_TIMESTEPS, STATE_MAX, THRESHOLD_MAX, WEIGHT_EXP_MAX, WEIGHT_EXP_MIN)
+from slipsnn.toolchain.ir.formats import (BIAS_EXP_MAX, BIAS_MAX, BIAS_MIN, MAX_TIMESTEPS, STATE_MAX,
+                                          THRESHOLD_MAX, WEIGHT_EXP_MAX, WEIGHT_EXP_MIN)
 from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
+from factories import mixed_residual_net
 
 SEED = 20240607
 CASE_SECONDS = 2.0               # CPU time of a read (+ simulate + write-back) of one mutant
@@ -39,32 +41,6 @@ RSS_GROWTH_BYTES = 64 * 2 ** 20    # a case that raises the child's peak residen
 
 
 # ------------------------------------------------------------------------------------------ the valid file
-
-def _weights(rng: np.random.Generator, *shape: int) -> np.ndarray:
-    return (rng.integers(-128, 128, shape) * 2).astype(np.int32)
-
-
-def base_net(seed: int = 0) -> IntNetwork:
-    """conv (per-neuron bias) → conv stride 2 → conv + residuals from layer 0 and the input → dense → dense
-    + residual."""
-    rng = np.random.default_rng(seed)
-    layers = (
-        IntLayer("conv0", (4, 6, 6), (IntSynapse(-1, "conv", _weights(rng, 4, 2, 3, 3), padding=(1, 1)),),
-                 "IF_SOFT", 2000, rng.integers(-300, 300, (4, 6, 6)), 6, 64 * 100, 2000.0),
-        IntLayer("conv1", (4, 3, 3), (IntSynapse(0, "conv", _weights(rng, 4, 4, 3, 3), stride=(2, 2),
-                                                 padding=(1, 1)),),
-                 "IF_SOFT", 300, rng.integers(-40, 40, (4,)), 6, 0, 300.0),
-        IntLayer("conv2", (4, 3, 3), (IntSynapse(1, "conv", _weights(rng, 4, 4, 3, 3), padding=(1, 1)),
-                                      IntSynapse(0, "conv", _weights(rng, 4, 1, 1, 1), stride=(2, 2), groups=4),
-                                      IntSynapse(-1, "conv", _weights(rng, 4, 2, 1, 1), stride=(2, 2))),
-                 "IF_SOFT", 300, rng.integers(-40, 40, (4,)), 5, -64 * 10, 300.0),
-        IntLayer("fc3", (10,), (IntSynapse(2, "dense", _weights(rng, 10, 36), weight_exp=-1),),
-                 "IF_SOFT", 200, rng.integers(-40, 40, (10,)), 7, 0, 200.0),
-        IntLayer("out", (3,), (IntSynapse(3, "dense", _weights(rng, 3, 10)),
-                               IntSynapse(2, "dense", _weights(rng, 3, 36), weight_exp=2)),
-                 "ACCUMULATE", 0, rng.integers(-40, 40, (3,)), 6, 0, 1.5),
-    )
-    return IntNetwork((2, 6, 6), layers, timesteps=4, max_timesteps=16, meta={"dataset": "toy", "seed": seed})
 
 
 def assert_same(a: object, b: object, where: str = "net") -> None:
@@ -418,7 +394,7 @@ def child(workdir: Path) -> None:
     """
     import torch
     torch.set_num_threads(1)
-    base = write_netx(base_net(), workdir / "base.net")
+    base = write_netx(mixed_residual_net(), workdir / "base.net")
     cases = mutants(base)
     _check_loaded(read_netx(base), base, np.random.default_rng(0))   # warm up: imports, torch kernels
     with open("/proc/self/status") as f:
@@ -456,7 +432,7 @@ def test_fuzzed_files_load_or_raise_one_format_error(tmp_path: Path) -> None:
 
 
 def test_mutants_are_the_same_for_the_same_seed(tmp_path: Path) -> None:
-    base = write_netx(base_net(), tmp_path / "base.net")
+    base = write_netx(mixed_residual_net(), tmp_path / "base.net")
     a, b = mutants(base), mutants(base)
     assert [m.desc for m in a] == [m.desc for m in b]
     assert [m.desc for m in mutants(base, SEED + 1)] != [m.desc for m in a]

@@ -20,7 +20,7 @@ import torch
 
 from slipsnn.toolchain.errors import BackendUnavailable
 from slipsnn.toolchain.ir.formats import STATE_MAX
-from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
+from slipsnn.toolchain.ir.integer import IntSynapse
 from slipsnn.toolchain.ir.neurons import IntIFParams, int_if_step
 from slipsnn.toolchain.backends.result import SimResult
 from slipsnn.toolchain.backends.simulator import simulate_int
@@ -29,90 +29,15 @@ pytest.importorskip("lava.magma.core.process.process", reason="Lava is not insta
 
 from slipsnn.toolchain.backends.lava import runtime as lava_runtime
 from slipsnn.toolchain.backends.lava.runtime import run_lava, run_lava_naive
+from factories import assert_same_result, chain_net, even_weights, live_children, random_pixels, residual_net
 
 
 # --------------------------------------------------------------------------------------------------
 # helpers
 
-def _weights(rng: np.random.Generator, low: int, high: int, *shape: int) -> np.ndarray:
-    """Even integers in [2·low, 2·high)."""
-    return (rng.integers(low, high, shape) * 2).astype(np.int32)
-
-
-def _pixels(n: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    return torch.as_tensor(np.random.default_rng(seed).integers(0, 256, (n, *shape)), dtype=torch.uint8)
-
-
-def assert_same_result(got: SimResult, ref: SimResult) -> None:
-    """logits, spikes and synops bit-exact; the message shows where they differ."""
-    for name in ("logits", "spikes", "synops"):
-        a, b = getattr(got, name), getattr(ref, name)
-        assert a.shape == b.shape, f"{name}: shape {a.shape} != {b.shape}"
-        assert (a == b).all(), f"{name} differs at {np.argwhere(a != b)[:5]}"
-
-
-def _live_children() -> set[int]:
-    """PIDs of this process's live children (not zombies, not Python's shared-memory resource tracker)."""
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] != "Z" and b"resource_tracker" not in cmdline:
-            found.add(int(entry))
-    return found
-
 
 # --------------------------------------------------------------------------------------------------
 # networks
-
-def chain_net(seed: int = 3) -> IntNetwork:
-    """conv 3×3 stride 2, padding (1, 2) on a 7×10 input (per-neuron bias) → grouped conv → dense
-    (weight_exp −1) → dense output whose weights are all ≤ 0 and reach −256 (weight_exp 1)."""
-    rng = np.random.default_rng(seed)
-    out_w = -(rng.integers(0, 129, (5, 20)) * 2).astype(np.int32)
-    out_w[0, 0] = -256
-    layers = (
-        IntLayer("conv0", (4, 4, 6), (IntSynapse(-1, "conv", _weights(rng, -10, 11, 4, 2, 3, 3), stride=(2, 2),
-                                                 padding=(1, 2)),),
-                 "IF_SOFT", 1500, rng.integers(-300, 300, (4, 4, 6)), 3, 64 * 700, 1500.0),
-        IntLayer("conv1", (6, 4, 6), (IntSynapse(0, "conv", _weights(rng, -60, 90, 6, 2, 3, 3), padding=(1, 1),
-                                                 groups=2),),
-                 "IF_SOFT", 300, rng.integers(-20, 20, (6,)), 2, 64 * 150 + 5, 300.0),
-        IntLayer("fc2", (20,), (IntSynapse(1, "dense", _weights(rng, -90, 110, 20, 144), weight_exp=-1),),
-                 "IF_SOFT", 400, rng.integers(-40, 40, (20,)), 1, 0, 400.0),
-        IntLayer("out", (5,), (IntSynapse(2, "dense", out_w, weight_exp=1),),
-                 "ACCUMULATE", 0, rng.integers(-40, 40, (5,)), 2, 0, 37.5),
-    )
-    return IntNetwork((2, 7, 10), layers, timesteps=3, max_timesteps=8)
-
-
-def residual_net(seed: int = 4) -> IntNetwork:
-    """conv → conv + 1×1 conv from the input (delay 1) → conv + identity depthwise 1×1 from layer 0
-    (delay 1) → dense output + dense from layer 0 (delay 2)."""
-    rng = np.random.default_rng(seed)
-    identity = np.full((3, 1, 1, 1), 128, np.int32)
-    conv3 = lambda cin: _weights(rng, -60, 90, 3, cin, 3, 3)  # noqa: E731
-    layers = (
-        IntLayer("b0", (3, 5, 6), (IntSynapse(-1, "conv", _weights(rng, -8, 10, 3, 2, 3, 3), padding=(1, 1)),),
-                 "IF_SOFT", 2000, rng.integers(-50, 50, (3,)), 4, 64 * 1000, 2000.0),
-        IntLayer("b1", (3, 5, 6), (IntSynapse(0, "conv", conv3(3), padding=(1, 1)),
-                                   IntSynapse(-1, "conv", _weights(rng, -3, 4, 3, 2, 1, 1))),
-                 "IF_SOFT", 600, rng.integers(-20, 20, (3,)), 3, 64 * 300, 600.0),
-        IntLayer("b2", (3, 5, 6), (IntSynapse(1, "conv", conv3(3), padding=(1, 1)),
-                                   IntSynapse(0, "conv", identity, groups=3)),
-                 "IF_SOFT", 500, rng.integers(-20, 20, (3,)), 3, 64 * 250, 500.0),
-        IntLayer("out", (4,), (IntSynapse(2, "dense", _weights(rng, -128, 128, 4, 90)),
-                               IntSynapse(0, "dense", _weights(rng, -128, 128, 4, 90), weight_exp=-2)),
-                 "ACCUMULATE", 0, rng.integers(-40, 40, (4,)), 0, 0, 3.0),
-    )
-    return IntNetwork((2, 5, 6), layers, timesteps=3, max_timesteps=8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,12 +52,12 @@ def test_conv_layout_computes_torch_conv2d(geometry: dict) -> None:
     """Lava's stock conv and slipsnn's vectorized model, fed ``conv_params``, compute torch ``conv2d``."""
     from lava.proc.conv.utils import conv as lava_conv
 
-    from slipsnn.toolchain.backends.lava.models import conv_lava_layout
+    from slipsnn.toolchain.backends.lava.procs.models import conv_lava_layout
 
     rng = np.random.default_rng(0)
     c, h, w = geometry["shape"]
     g = geometry["groups"]
-    syn = IntSynapse(-1, "conv", _weights(rng, -128, 128, 6 if g != 4 else 4, c // g, *geometry["k"]),
+    syn = IntSynapse(-1, "conv", even_weights(rng, -128, 128, 6 if g != 4 else 4, c // g, *geometry["k"]),
                      stride=geometry["stride"], padding=geometry["padding"], dilation=geometry["dilation"], groups=g)
     x = rng.integers(0, 256, (c, h, w))
     ref = torch.nn.functional.conv2d(torch.as_tensor(x[None], dtype=torch.float64),
@@ -157,8 +82,8 @@ def test_dense_params_survive_lava_weight_clipping() -> None:
     s = rng.integers(0, 2, 30)
     inhibitory = -(rng.integers(0, 129, (7, 30)) * 2)
     inhibitory[0, 0] = -256
-    cases = [(inhibitory, 1), (np.full((3, 30), -256), -1), (_weights(rng, -128, 128, 7, 30), -2),
-             (_weights(rng, 0, 128, 7, 30), 0)]
+    cases = [(inhibitory, 1), (np.full((3, 30), -256), -1), (even_weights(rng, -128, 128, 7, 30), -2),
+             (even_weights(rng, 0, 128, 7, 30), 0)]
     for weight, exp in cases:
         syn = IntSynapse(0, "dense", weight.astype(np.int32), weight_exp=exp)
         w, e = lava_runtime.dense_params(syn)
@@ -250,8 +175,8 @@ def test_soft_reset_if_process_follows_hand_trace(tag: str) -> None:
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from slipsnn.toolchain.backends.lava.models import FIXED_PT_MODELS, FLOATING_PT_MODELS
-    from slipsnn.toolchain.backends.lava.process import SoftResetIF
+    from slipsnn.toolchain.backends.lava.procs.models import FIXED_PT_MODELS, FLOATING_PT_MODELS
+    from slipsnn.toolchain.backends.lava.procs.process import SoftResetIF
 
     steps = A_INPUT.shape[1]
     models = FIXED_PT_MODELS if tag == "fixed_pt" else FLOATING_PT_MODELS
@@ -306,7 +231,7 @@ def _check_activity(ref: SimResult) -> None:
 def test_streamed_lava_equals_simulate_int(make, samples: int, chunk: int) -> None:
     """Several samples streamed through one runtime (chunk boundaries inside samples and in the tail)."""
     net = make()
-    pixels = _pixels(samples, net.input_shape, seed=samples)
+    pixels = random_pixels(samples, net.input_shape, seed=samples)
     ref = simulate_int(net, pixels, net.timesteps)
     _check_activity(ref)
     got, timing = run_lava(net, pixels, net.timesteps, chunk_samples=chunk)
@@ -319,7 +244,7 @@ def test_streamed_lava_equals_simulate_int(make, samples: int, chunk: int) -> No
 def test_stock_lava_conv_model_equals_simulate_int() -> None:
     """The same comparison with Lava's own (slow) CPU Conv model instead of the vectorized one."""
     net = chain_net()
-    pixels = _pixels(2, net.input_shape, seed=11)
+    pixels = random_pixels(2, net.input_shape, seed=11)
     got, _ = run_lava(net, pixels, net.timesteps, stock_conv=True)
     assert_same_result(got, simulate_int(net, pixels, net.timesteps))
 
@@ -335,7 +260,7 @@ def test_lowered_digits_model_equals_simulate_int() -> None:
     torch.manual_seed(0)
     cfg = ModelConfig("digits_cnn", 10, (1, 8, 8), (0.3,), (0.4,), width=0.25)
     net = quantize(lower(build_model(cfg, preset_params("slip", L=4), theta=1.0), cfg.input_shape))
-    pixels = _pixels(5, cfg.input_shape, seed=5)
+    pixels = random_pixels(5, cfg.input_shape, seed=5)
     ref = simulate_int(net, pixels, 4)
     got, _ = run_lava(net, pixels, 4, chunk_samples=2)
     assert_same_result(got, ref)
@@ -354,7 +279,7 @@ def test_loihi_backend_explains_what_is_missing() -> None:
         pytest.skip("a Loihi 2 system is configured here")
     net = chain_net()
     with pytest.raises(BackendUnavailable) as info:
-        run_lava(net, _pixels(1, net.input_shape, 0), 3, hardware=True)
+        run_lava(net, random_pixels(1, net.input_shape, 0), 3, hardware=True)
     msg = str(info.value)
     assert "lava-loihi" in msg and "loihi_sim" in msg and missing[0] in msg
     assert "\n" not in msg and ". " not in msg, msg
@@ -365,12 +290,12 @@ def test_missing_lava_names_the_install_command(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "lava.magma.core.run_configs", None)
     net = chain_net()
     with pytest.raises(BackendUnavailable, match=r"pip install lava-dl==0\.6\.0"):
-        run_lava(net, _pixels(1, net.input_shape, 0), 3)
+        run_lava(net, random_pixels(1, net.input_shape, 0), 3)
 
 
 def test_importing_the_toolchain_does_not_import_lava() -> None:
     code = ("import sys, slipsnn.toolchain.backends.lava.runtime, slipsnn.toolchain.backends.registry\n"
-            "prefixes = ('lava.', 'slipsnn.toolchain.backends.lava.models', 'slipsnn.toolchain.backends.lava.process')\n"
+            "prefixes = ('lava.', 'slipsnn.toolchain.backends.lava.procs.models', 'slipsnn.toolchain.backends.lava.procs.process')\n"
             "bad = sorted(m for m in sys.modules if m == 'lava' or m.startswith(prefixes))\n"
             "assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -382,7 +307,7 @@ def test_importing_the_toolchain_does_not_import_lava() -> None:
 def test_no_lava_process_survives_a_failing_run(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A model process raising mid-run (Lava alone would wait forever) or the host failing between
     chunks: the error surfaces and every Lava OS process is gone."""
-    from slipsnn.toolchain.backends.lava import models
+    from slipsnn.toolchain.backends.lava.procs import models
 
     if where == "model":
         step = models._AbstractSoftResetIFModel.run_spk
@@ -398,11 +323,11 @@ def test_no_lava_process_survives_a_failing_run(where: str, monkeypatch: pytest.
             raise ValueError("injected host failure")
         monkeypatch.setattr(lava_runtime, "_read_chunk", failing_read)
         expected = ValueError
-    before = _live_children()
+    before = live_children()
     net = chain_net()
     with pytest.raises(expected, match="injected"):
-        run_lava(net, _pixels(8, net.input_shape, 1), net.timesteps, chunk_samples=2)
-    assert _live_children() <= before
+        run_lava(net, random_pixels(8, net.input_shape, 1), net.timesteps, chunk_samples=2)
+    assert live_children() <= before
 
 
 @pytest.mark.lava
@@ -411,7 +336,7 @@ def test_ctrl_c_stops_the_runtime_and_its_processes() -> None:
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from test_lava import chain_net, _pixels
+        from factories import chain_net, random_pixels
         from slipsnn.toolchain.backends.lava import runtime as lava_runtime
         read = lava_runtime._read_chunk
         def announce(*args):
@@ -419,7 +344,7 @@ def test_ctrl_c_stops_the_runtime_and_its_processes() -> None:
             print("chunk", flush=True)
         lava_runtime._read_chunk = announce
         net = chain_net()
-        lava_runtime.run_lava(net, _pixels(4000, net.input_shape, 0), net.timesteps, chunk_samples=2)
+        lava_runtime.run_lava(net, random_pixels(4000, net.input_shape, 0), net.timesteps, chunk_samples=2)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)

@@ -11,47 +11,8 @@ import pytest
 from slipsnn.exporters import netx
 from slipsnn.exporters.netx import read_netx, write_netx
 from slipsnn.toolchain.errors import FormatError
-from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
-
-
-def _weights(rng: np.random.Generator, *shape: int) -> np.ndarray:
-    return (rng.integers(-128, 128, shape) * 2).astype(np.int32)
-
-
-def chain_net(seed: int = 0) -> IntNetwork:
-    """conv 3×3 (per-neuron bias, v_init) → conv 3×3 stride 2 → dense (after flatten) → dense output."""
-    rng = np.random.default_rng(seed)
-    layers = (
-        IntLayer("conv0", (4, 8, 8), (IntSynapse(-1, "conv", _weights(rng, 4, 2, 3, 3), padding=(1, 1)),),
-                 "IF_SOFT", 3000, rng.integers(-300, 300, (4, 8, 8)), 6, 64 * 1500, 3000.0),
-        IntLayer("conv1", (6, 4, 4), (IntSynapse(0, "conv", _weights(rng, 6, 4, 3, 3), stride=(2, 2),
-                                                 padding=(1, 1)),),
-                 "IF_SOFT", 400, rng.integers(-40, 40, (6,)), 6, 64 * 200 + 17, 400.5),
-        IntLayer("fc2", (12,), (IntSynapse(1, "dense", _weights(rng, 12, 96)),),
-                 "IF_SOFT", 500, rng.integers(-40, 40, (12,)), 7, 0, 500.0),
-        IntLayer("out", (5,), (IntSynapse(2, "dense", _weights(rng, 5, 12)),),
-                 "ACCUMULATE", 0, rng.integers(-40, 40, (5,)), 6, 0, 1.25),
-    )
-    return IntNetwork((2, 8, 8), layers, timesteps=4, max_timesteps=32,
-                      meta={"dataset": "toy", "slip": [0.5, 1.0], "report": {"conv0": {"scale": 3000}}})
-
-
-def residual_net(seed: int = 1) -> IntNetwork:
-    """conv → conv → conv + identity depthwise 1×1 residual from layer 0 → dense (weight_exp −2) → output."""
-    rng = np.random.default_rng(seed)
-    identity = np.full((4, 1, 1, 1), 64, np.int32)
-    conv = lambda src: IntSynapse(src, "conv", _weights(rng, 4, 4 if src >= 0 else 1, 3, 3), padding=(1, 1))
-    layers = (
-        IntLayer("b0", (4, 6, 6), (conv(-1),), "IF_SOFT", 900, rng.integers(-9, 9, (4,)), 6, 0, 900.0),
-        IntLayer("b1", (4, 6, 6), (conv(0),), "IF_SOFT", 900, rng.integers(-9, 9, (4,)), 6, 0, 900.0),
-        IntLayer("b2", (4, 6, 6), (conv(1), IntSynapse(0, "conv", identity, groups=4)), "IF_SOFT", 900,
-                 rng.integers(-9, 9, (4,)), 3, 64 * 450, 900.0),
-        IntLayer("fc3", (10,), (IntSynapse(2, "dense", _weights(rng, 10, 144), weight_exp=-2),), "IF_SOFT",
-                 100, rng.integers(-9, 9, (10,)), 6, 0, 100.0),
-        IntLayer("out", (3,), (IntSynapse(3, "dense", _weights(rng, 3, 10)),), "ACCUMULATE", 0,
-                 np.zeros(3, np.int32), 0, 0, 1.0),
-    )
-    return IntNetwork((1, 6, 6), layers, timesteps=2, max_timesteps=8, meta={"residual": True})
+from slipsnn.toolchain.ir.integer import IntNetwork
+from factories import file_chain_net, file_residual_net
 
 
 def assert_same_network(a: IntNetwork, b: IntNetwork) -> None:
@@ -73,7 +34,7 @@ def assert_same_network(a: IntNetwork, b: IntNetwork) -> None:
                 f"layer {i} synapse {k}: {np.argwhere(sa.weight != sb.weight)[:5]=}"
 
 
-@pytest.mark.parametrize("make", [chain_net, residual_net])
+@pytest.mark.parametrize("make", [file_chain_net, file_residual_net])
 def test_round_trip_is_exact(make, tmp_path: Path) -> None:
     net = make()
     snapshot = [(l.bias.copy(), [s.weight.copy() for s in l.synapses]) for l in net.layers]
@@ -86,8 +47,8 @@ def test_round_trip_is_exact(make, tmp_path: Path) -> None:
 
 
 def test_key_layout(tmp_path: Path) -> None:
-    write_netx(chain_net(), tmp_path / "c.net")
-    write_netx(residual_net(), tmp_path / "r.net")
+    write_netx(file_chain_net(), tmp_path / "c.net")
+    write_netx(file_residual_net(), tmp_path / "r.net")
     with h5py.File(tmp_path / "c.net", "r") as h:
         types = [h[f"layer/{g}/type"][0].decode("ascii") for g in range(len(h["layer"]))]
         assert types == ["input", "conv", "conv", "flatten", "dense", "dense"]
@@ -110,7 +71,7 @@ def test_key_layout(tmp_path: Path) -> None:
 
 def test_cuba_variant_values(tmp_path: Path) -> None:
     """v_init folds into the threshold, bias << bias_exp into a bias_exp-6 mantissa, per-neuron bias → WHC."""
-    net = chain_net()
+    net = file_chain_net()
     write_netx(net, tmp_path / "c.net", neuron="cuba")
     with h5py.File(tmp_path / "c.net", "r") as h:
         vth = [h[f"layer/{g}/neuron/vThMant"][()] for g in (1, 2, 4, 5)]
@@ -132,7 +93,7 @@ def _stock_netx():
 @pytest.mark.lava
 def test_stock_netx_loads_cuba_file(tmp_path: Path) -> None:
     hdf5 = _stock_netx()
-    net = chain_net()
+    net = file_chain_net()
     write_netx(net, tmp_path / "c.net", neuron="cuba")
     lava_net = hdf5.Network(net_config=str(tmp_path / "c.net"), input_message_bits=8)
     assert len(lava_net.layers) == len(net.layers)
@@ -176,7 +137,7 @@ def test_stock_netx_runs_cuba_file_exactly_at_t1(tmp_path: Path) -> None:
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
 
-    net, steps = chain_net(), 6
+    net, steps = file_chain_net(), 6
     image = np.random.default_rng(2).integers(0, 12, net.input_shape)   # small: no 24-bit wrap in Lava's u
     write_netx(net, tmp_path / "c.net", neuron="cuba")
     lava_net = hdf5.Network(net_config=str(tmp_path / "c.net"), input_message_bits=8, reset_interval=1)
@@ -200,16 +161,16 @@ def test_stock_netx_runs_cuba_file_exactly_at_t1(tmp_path: Path) -> None:
 def test_stock_netx_rejects_if_soft_file(tmp_path: Path) -> None:
     """Stock netx does not know IF_SOFT: slipsnn's own Lava runtime is needed for the exact file."""
     hdf5 = _stock_netx()
-    write_netx(chain_net(), tmp_path / "s.net")
+    write_netx(file_chain_net(), tmp_path / "s.net")
     with pytest.raises(AttributeError):
         hdf5.Network(net_config=str(tmp_path / "s.net"))
 
 
 def test_cuba_refuses_what_stock_netx_cannot_run(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match=r"layer 2 \('b2'\).*residual"):
-        write_netx(residual_net(), tmp_path / "r.net", neuron="cuba")
+        write_netx(file_residual_net(), tmp_path / "r.net", neuron="cuba")
     with pytest.raises(FormatError, match="allowed"):
-        write_netx(chain_net(), tmp_path / "x.net", neuron="lif")
+        write_netx(file_chain_net(), tmp_path / "x.net", neuron="lif")
     assert not list(tmp_path.iterdir())
 
 
@@ -252,20 +213,20 @@ def _drop_flatten(h: h5py.File) -> None:
     (_replace("slipsnn/num_classes", data=4), r"slipsnn/num_classes does not match"),
 ])
 def test_bad_files_raise_format_error(edit, message: str, tmp_path: Path) -> None:
-    path = _edit(write_netx(chain_net(), tmp_path / "m.net"), edit)
+    path = _edit(write_netx(file_chain_net(), tmp_path / "m.net"), edit)
     with pytest.raises(FormatError, match=message) as err:
         read_netx(path)
     assert str(path) in str(err.value)
 
 
 def test_residual_source_is_checked(tmp_path: Path) -> None:
-    path = _edit(write_netx(residual_net(), tmp_path / "r.net"), _replace("layer/3/residual/1/source", data=2))
+    path = _edit(write_netx(file_residual_net(), tmp_path / "r.net"), _replace("layer/3/residual/1/source", data=2))
     with pytest.raises(FormatError, match="residual synapse 1 points to layer 2"):
         read_netx(path)
 
 
 def test_truncated_and_foreign_files(tmp_path: Path) -> None:
-    path = write_netx(chain_net(), tmp_path / "m.net")
+    path = write_netx(file_chain_net(), tmp_path / "m.net")
     data = path.read_bytes()
     (tmp_path / "half.net").write_bytes(data[: len(data) // 2])
     (tmp_path / "text.net").write_text("layer/0/type = input\n")
@@ -277,7 +238,7 @@ def test_truncated_and_foreign_files(tmp_path: Path) -> None:
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write_netx(chain_net(), tmp_path / "m.net")
+    path = write_netx(file_chain_net(), tmp_path / "m.net")
     before = path.read_bytes()
 
     def explode(*args, **kwargs):
@@ -285,8 +246,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(netx, "_write_layer", explode)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        write_netx(residual_net(), path)
+        write_netx(file_residual_net(), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.net"]
     with pytest.raises(FormatError, match="cannot write"):
-        write_netx(chain_net(), path / "under-a-file.net")   # the parent is a file
+        write_netx(file_chain_net(), path / "under-a-file.net")   # the parent is a file

@@ -10,43 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from slipsnn.toolchain.costs.counts import ann_macs, count_layers, map_cores, snn_energy, stored_synapses
+from slipsnn.toolchain.costs.counts import ann_macs, count_layers, stored_synapses
+from slipsnn.toolchain.costs.energy import snn_energy
+from slipsnn.toolchain.costs.mapping import map_cores
 from slipsnn.toolchain.errors import ProfileError, SlipsnnError
 from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
 from slipsnn.toolchain.costs.profiles import Profile, ProfileKind, list_profiles, load_profile
-from slipsnn.toolchain.costs.report import Report, build_report, choose_profiles, format_report, report, save_report
+from slipsnn.toolchain.costs.report import Report, build_report, choose_profiles
+from slipsnn.toolchain.pipeline import report, save_report
+from slipsnn.toolchain.show.report import format_report
 from slipsnn.toolchain.backends.result import RunResult
 from slipsnn.toolchain.backends.registry import run_network
 from slipsnn.toolchain.backends.result import SimResult
 from slipsnn.toolchain.backends.simulator import simulate_int
+from factories import CONV_W, hand_net
 
-# --------------------------------------------------------------------------------------------------------------
-# A network small enough to count by hand.
-#
-# input (1, 4, 4), non-zero pixels: (0,0) = 10, (1,1) = 20, (3,3) = 30
-# conv: 3×3, stride 2, padding 1, 2 output channels, every weight 2 except channel 1's centre tap (0) → (2, 2, 2)
-#   Output row o reads input rows 2o−1 .. 2o+1: o=0 → rows 0,1 (row −1 is padding), o=1 → rows 1,2,3.
-#   So input row r is read by [1, 2, 1, 1] output rows (r = 0..3), columns likewise, and the fan-out of a
-#   pixel into one channel with all 9 taps non-zero is the outer product [[1,2,1,1],[2,4,2,2],[1,2,1,1],[1,2,1,1]].
-#   Channel 1 loses its centre tap, which reads input (2o, 2o') = (0,0), (0,2), (2,0), (2,2): one less there.
-#   Fan-out of the three non-zero pixels: (0,0): 1 + 0, (1,1): 4 + 4, (3,3): 1 + 1 → 11 synaptic events per step.
-# out: dense (3, 8), ACCUMULATE; its columns hold [3, 2, 1, 0, 3, 2, 1, 3] non-zero weights (15 in all).
-CONV_W = np.full((2, 1, 3, 3), 2, np.int32)
 CONV_W[1, 0, 1, 1] = 0
-DENSE_W = 2 * np.array([[1, 1, 1, 0, 1, 0, 0, 1],
-                        [1, 1, 0, 0, 1, 1, 0, 1],
-                        [1, 0, 0, 0, 1, 1, 1, 1]], np.int32)
-
-
-def hand_net(meta: dict | None = None) -> IntNetwork:
-    layers = (
-        IntLayer("conv", (2, 2, 2), (IntSynapse(-1, "conv", CONV_W, stride=(2, 2), padding=(1, 1)),), "IF_SOFT",
-                 50, np.zeros(2, np.int32), 0, 0, 50.0),
-        IntLayer("out", (3,), (IntSynapse(0, "dense", DENSE_W),), "ACCUMULATE", 0, np.zeros(3, np.int32), 0, 0, 1.0),
-    )
-    return IntNetwork((1, 4, 4), layers, timesteps=4, max_timesteps=8,
-                      meta=meta if meta is not None else {"arch": "hand", "dataset": "toy",
-                                                          "metrics": {"ann_accuracy": 0.9}})
 
 
 def hand_pixels() -> torch.Tensor:

@@ -22,24 +22,13 @@ pytest.importorskip("lava.magma.core.process.process", reason="Lava is not insta
 
 from slipsnn.exporters.netx import write_netx
 from slipsnn.toolchain.backends.lava import runtime as lava_runtime
-from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
+from factories import digits_net
 
 RUN_SCRIPT = Path(sys.executable).parent / "slipsnn-run"
 START_SECONDS = 180.0   # imports, data, compile and process start on a loaded 2-core machine
 EXIT_SECONDS = 60.0     # lava_runtime.STOP_TIMEOUT_S (20 s) plus margin
 REAP_SECONDS = 30.0     # Python's resource tracker exits shortly after its parent (slower on a loaded machine)
 STOP_TIMEOUT_S = 2.0    # a shorter stop timeout than lava_runtime's, for the hanging-stop test
-
-
-def digits_net(timesteps: int = 8) -> IntNetwork:
-    """conv 3×3 (1 → 4 channels) → dense 256 → 10 on digits' 8×8 images: 450 test samples × T steps in Lava."""
-    rng = np.random.default_rng(0)
-    layers = (IntLayer("conv", (4, 8, 8), (IntSynapse(-1, "conv", rng.integers(-10, 11, (4, 1, 3, 3)) * 2,
-                                                      padding=(1, 1)),), "IF_SOFT", 500, np.zeros(4, np.int32), 0, 0,
-                       500.0),
-              IntLayer("out", (10,), (IntSynapse(0, "dense", rng.integers(-50, 51, (10, 256)) * 2),), "ACCUMULATE",
-                       0, np.zeros(10, np.int32), 0, 0, 1.0))
-    return IntNetwork((1, 8, 8), layers, timesteps=timesteps, max_timesteps=timesteps, meta={"dataset": "digits"})
 
 
 def live_processes(field: int, value: int) -> list[str]:

@@ -16,7 +16,9 @@ from slipsnn.toolchain.data.loaders import load_tensors
 from slipsnn.toolchain.errors import ModelError, SlipsnnError
 from slipsnn.toolchain.convert.lower import lower
 from slipsnn.toolchain.backends.simulator import simulate_float
-from slipsnn.toolchain.ann.training import TrainConfig, TrainResult, calibrate_thresholds, snn_accuracies, train
+from slipsnn.toolchain.ann.calibration import calibrate_thresholds
+from slipsnn.toolchain.ann.training import TrainConfig, TrainResult, train
+from slipsnn.toolchain.pipeline import snn_accuracies
 
 
 def _train(out_dir: Path | None, epochs: int = 2, **overrides: object) -> TrainResult:

@@ -12,10 +12,13 @@ from typing import Any
 
 import click
 
+from .backends.registry import BACKENDS
 from .errors import SlipsnnError
+from .ir.activation import PRESETS
+from .ir.formats import NetxNeuron
 
-BACKEND_CHOICES = ("loihi_sim", "loihi", "fast")
-ACTIVATIONS = ("slip", "qcfs", "clipfloor", "clip", "relu")
+BACKEND_CHOICES = tuple(BACKENDS)            # the registries name their entries without importing them
+ACTIVATIONS = tuple(PRESETS)
 _PATH_IN = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -99,13 +102,13 @@ def train(dataset: str, activation: str, a: float | None, L: int | None, delta1:
 @click.option("--max-timesteps", type=click.IntRange(min=1), default=None,
               help="Horizon proven free of 24-bit overflow [default: max(--timesteps, 8)]; a longer one costs "
                    "weight precision, --max-timesteps equal to --timesteps gives the finest integers.")
-@click.option("--neuron", type=click.Choice(["if_soft", "cuba"]), default="if_soft", show_default=True,
+@click.option("--neuron", type=click.Choice([n.value for n in NetxNeuron]), default="if_soft", show_default=True,
               help="if_soft: slipsnn's soft-reset neuron; cuba: a file stock lava-dl netx loads (exact at T=1).")
 def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps: int | None, neuron: str,
            debug: bool) -> None:
     """Quantize a checkpoint to Loihi integers and write a lava-dl netx HDF5 file."""
     from .pipeline import export_checkpoint
-    from .convert.quantize import format_quant_report
+    from .show.quantization import format_quant_report
     net, path = export_checkpoint(checkpoint, output, timesteps=timesteps, max_timesteps=max_timesteps,
                                   neuron=neuron)
     click.echo(net.summary())
@@ -131,7 +134,8 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
         data_root: Path | None, json_path: Path | None, verify: bool, debug: bool) -> None:
     """Run an exported network and print its accuracy and throughput."""
     from .files import atomic_write_json
-    from .pipeline import mismatch_summary, run_file, verify_file
+    from .pipeline import run_file, verify_file
+    from .show.runs import mismatch_summary
     opts = dict(dataset=dataset, timesteps=timesteps, limit=limit, data_root=data_root, progress=True)
     if verify:
         v = verify_file(network, **opts)
@@ -183,7 +187,8 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
            backend: str, profiles: tuple[str, ...], limit: int | None, data_root: Path | None,
            json_path: Path | None, plots_dir: Path | None, debug: bool) -> None:
     """Accuracy, activity, energy and latency per layer on chip profiles, against the ANN."""
-    from .costs.report import format_report, report as make_report
+    from .pipeline import report as make_report
+    from .show.report import format_report
     rep = make_report(network, dataset, _merge_timesteps(timesteps, more_timesteps), backend=backend, profile=list(profiles),
                       json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit)
     click.echo(format_report(rep))
@@ -202,7 +207,8 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
 def chain(checkpoint: Path, network: Path, timesteps: tuple[int, ...], more_timesteps: tuple[int, ...],
           backend: str, limit: int | None, data_root: Path | None, debug: bool) -> None:
     """Accuracy at every stage on the same samples: ANN, float SNN, integer SNN, and a backend."""
-    from .pipeline import accuracy_chain, format_chain
+    from .pipeline import accuracy_chain
+    from .show.runs import format_chain
     click.echo(format_chain(accuracy_chain(checkpoint, network, _merge_timesteps(timesteps, more_timesteps),
                                            backend=backend, limit=limit, data_root=data_root)))
 
@@ -233,7 +239,8 @@ for _cmd in (train, export, run, report, chain):
 def analyze(checkpoint: Path, dataset: str | None, timesteps: int, delta2: tuple[float, ...], limit: int | None,
             data_root: Path | None, json_path: Path | None, plot_path: Path | None, debug: bool) -> None:
     """Layer-wise conversion error (ANN activation/θ − spikes/T) and how it moves with the initial membrane δ₂."""
-    from .analysis.conversion import analyze_conversion, format_analysis, plot_analysis
+    from .pipeline import analyze_conversion
+    from .show.analysis import format_analysis, plot_analysis
     from .files import atomic_write_json
     res = analyze_conversion(checkpoint, timesteps, delta2, limit=limit, data_root=data_root, dataset=dataset)
     click.echo(format_analysis(res))

@@ -1,6 +1,7 @@
-"""Library entry points behind the CLI: checkpoint → converted SNN → integer network → file → runs.
+"""Every use case behind the CLI: checkpoint → converted SNN → integer network → file → runs → reports.
 
-Each function is what one command does, callable from Python:
+Each function is what one command does, callable from Python. This is the only module that imports the file
+exporters (``slipsnn.exporters``); the layers below it never touch files of the network.
 
     >>> net, path = export_checkpoint("runs/d/model.pt", "runs/d/model.net", timesteps=4)   # doctest: +SKIP
     >>> result = run_file("runs/d/model.net", backend="loihi_sim", limit=100)               # doctest: +SKIP
@@ -14,18 +15,25 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+import numpy as np
+from torch import nn
+
 from . import __version__
+from .analysis.conversion import DEFAULT_DELTA2, ConversionAnalysis, analyze_network
 from .ann.checkpoint import Checkpoint, load_checkpoint
-from .data.loaders import load_pixels
-from .errors import SlipsnnError
-from .ir.integer import IntNetwork
+from .ann.models import ModelConfig
+from .backends.ann_eval import ann_forward
+from .backends.registry import run_network
+from .backends.result import Mismatch, RunResult, compare
+from .backends.simulator import simulate_float, simulate_int
 from .convert.lower import lower
 from .convert.quantize import QuantConfig, quantize
-from .backends.result import Mismatch, RunResult, compare
-from .backends.registry import run_network
-from .backends.simulator import simulate_float, simulate_int
+from .costs.report import Report, build_report, choose_profiles
+from .data.loaders import load_pixels
+from .errors import SlipsnnError
 from .ir.floating import SpikingNetwork
-from .backends.ann_eval import ann_forward
+from .ir.formats import check_timesteps
+from .ir.integer import IntNetwork
 
 if TYPE_CHECKING:
     from .ann.training import TrainConfig
@@ -44,12 +52,44 @@ def train_and_evaluate(cfg: "TrainConfig", progress: bool = True,
         ``{"ann_accuracy": acc, "snn_accuracy": {"1": acc, …}, …}`` (fractions of 1, test split, without
         the per-epoch history); the checkpoint's metrics hold the same numbers.
     """
-    from .files import atomic_write_json
     from .ann.training import train
-    metrics = {k: v for k, v in train(cfg, progress, snn_timesteps=timesteps).metrics.items() if k != "history"}
+    from .files import atomic_write_json
+
+    def evaluate_snn(model: nn.Module, model_cfg: ModelConfig, thetas: dict, x: torch.Tensor,
+                     y: torch.Tensor) -> dict[int, float]:
+        return snn_accuracies(model, model_cfg, thetas, x, y, timesteps)
+
+    metrics = {k: v for k, v in train(cfg, progress, evaluate_snn=evaluate_snn).metrics.items() if k != "history"}
     if cfg.out_dir:
         atomic_write_json(Path(cfg.out_dir) / "metrics.json", metrics)
     return metrics
+
+
+def snn_accuracies(model: nn.Module, model_cfg: ModelConfig, thetas: dict[str, float] | None, images: torch.Tensor,
+                   labels: torch.Tensor, timesteps: Sequence[int] = (1, 2, 4, 8),
+                   batch_size: int = 256) -> dict[int, float]:
+    """Accuracy (fraction) of the converted float SNN after each of ``timesteps`` steps, in one simulation.
+
+    Args:
+        model: the trained ANN (any device; it is lowered from a CPU copy).
+        model_cfg: its architecture (for the input shape).
+        thetas: θ of each ``nn.ReLU`` (plain-ReLU models); SlipReLU models need none.
+        images: (N, C, H, W), float in [0, 1] with ``images·255`` integral, or uint8 pixels.
+        labels: (N,) class labels.
+        timesteps: the T values to report; one pass of ``max(timesteps)`` steps serves all.
+        batch_size: samples per simulated batch.
+
+    Example:
+        >>> snn_accuracies(res.model, res.model_cfg, res.thetas, x, y)   # doctest: +SKIP
+        {1: 0.91, 2: 0.95, 4: 0.97, 8: 0.97}
+    """
+    steps = sorted({int(t) for t in timesteps})
+    if not steps or steps[0] < 1:
+        raise SlipsnnError(f"timesteps {list(timesteps)} must be a non-empty list of integers ≥ 1")
+    net = lower(model, model_cfg.input_shape, thetas)   # lower copies the model to the CPU
+    pixels = images.to(torch.float32) if images.dtype == torch.uint8 else (images * 255).round()
+    acc = simulate_float(net, pixels, steps[-1], batch_size=batch_size).accuracy(labels.cpu().numpy())
+    return {t: float(acc[t - 1]) for t in steps}
 
 
 def convert_checkpoint(ckpt: Checkpoint | str | Path) -> SpikingNetwork:
@@ -77,8 +117,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     Returns:
         The integer network and the written path.
     """
-    from slipsnn.exporters.netx import write_netx
-    cfg = (QuantConfig.for_stock_netx if neuron == "cuba" else QuantConfig)(timesteps, max_timesteps)
+    from slipsnn.exporters.netx import QUANT_LIMITS, write_netx
+    if neuron not in QUANT_LIMITS:
+        raise SlipsnnError(f"unknown neuron {neuron!r}; allowed: {', '.join(QUANT_LIMITS)}")
+    cfg = QuantConfig(timesteps, max_timesteps, **QUANT_LIMITS[neuron])
     net = quantize(convert_checkpoint(checkpoint), cfg)
     path = Path(out) if out is not None else Path(checkpoint).with_name("model.net")
     return net, write_netx(net, path, neuron=neuron)
@@ -154,23 +196,81 @@ def accuracy_chain(checkpoint: str | Path, net_path: str | Path, timesteps: Sequ
     return chain
 
 
-def format_chain(chain: dict[str, dict[int, float] | float]) -> str:
-    """The accuracy chain as a table (percent)."""
-    stages = [k for k in chain if k != "ann"]
-    ts = sorted(next(iter(chain[s] for s in stages)))  # type: ignore[arg-type]
-    rows = [f"{'stage':<12}" + "".join(f"{'T=' + str(t):>9}" for t in ts),
-            f"{'ANN':<12}" + f"{100 * float(chain['ann']):>9.2f}" * len(ts)]
-    for s in stages:
-        rows.append(f"{s:<12}" + "".join(f"{100 * chain[s][t]:>9.2f}" for t in ts))  # type: ignore[index]
-    return "\n".join(rows)
+def save_report(report: Report, json_path: str | Path | None = None, plots_dir: str | Path | None = None) -> list[Path]:
+    """Write the JSON and/or the three plots atomically; returns the written paths."""
+    from .files import atomic_write_json
+    written: list[Path] = []
+    if json_path is not None:
+        written.append(atomic_write_json(json_path, report.to_json()))
+    if plots_dir is not None:
+        from .show.plots import plot_report
+        written += plot_report(report, plots_dir)
+    return written
 
 
-def mismatch_summary(m: Mismatch) -> str:
-    """One line per kind of disagreement, or the all-clear."""
-    if m.total == 0:
-        return "0 mismatches: predictions, per-layer spike counts, synaptic events and outputs are bit-identical"
-    parts = [f"{len(m.predictions)} predictions (samples {m.predictions[:5]})",
-             f"{len(m.spikes)} spike counts (sample, layer, step) {m.spikes[:3]}",
-             f"{len(m.synops)} synaptic-event counts", f"{len(m.logits)} output traces"]
-    return "MISMATCH: " + "; ".join(parts)
+def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[int], backend: str = "fast",
+           profile: str | Path | Sequence[str | Path] = "loihi2", json_path: str | Path | None = None,
+           plots_dir: str | Path | None = None, data_root: str | Path | None = None, limit: int | None = None,
+           ann_profile: str | Path = "gpu45nm", progress: bool = False) -> Report:
+    """Load a network file and a test split, run once with T = max(timesteps), report and save.
 
+    One run with T = max(timesteps) gives every t ≤ T: the dynamics are causal and restart at every sample.
+
+    Args:
+        net_path: exported network file (netx HDF5).
+        dataset: data set name (``data.DATASETS``); its ``test`` split is used. None: the data set recorded
+            in the network's metadata.
+        timesteps: one t or several; the run uses the largest.
+        backend: ``fast``, ``loihi_sim`` or ``loihi`` (``run.BACKENDS``).
+        profile: the main neuromorphic profile (name or TOML path), or several, main first; every other
+            built-in neuromorphic profile is reported beside them (``choose_profiles``).
+        json_path, plots_dir: where to save the JSON and the plots (None: not saved).
+        data_root: data folder (``data.load_pixels``).
+        limit: use only the first ``limit`` test samples.
+        ann_profile: profile of the ANN baseline.
+        progress: show progress bars.
+
+    Raises:
+        SlipsnnError: bad timesteps, no data set, or any error of loading, running or costing.
+
+    Example:
+        >>> rep = report("runs/d/model.net", "digits", [1, 2, 4], limit=100)   # doctest: +SKIP
+    """
+    ts = [int(timesteps)] if isinstance(timesteps, (int, np.integer)) else [int(t) for t in timesteps]
+    if not ts:
+        raise SlipsnnError("timesteps: give at least one")
+    for t in ts:
+        check_timesteps(t)
+    profiles, ann = choose_profiles(profile, ann_profile)
+    net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
+    run = run_network(net, pixels, labels, max(ts), backend, progress=progress)
+    rep = build_report(net, run, ts, profiles, ann)
+    save_report(rep, json_path, plots_dir)
+    return rep
+
+
+def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
+                       delta2_values: Sequence[float] = DEFAULT_DELTA2, limit: int | None = None,
+                       data_root: str | Path | None = None, dataset: str | None = None) -> ConversionAnalysis:
+    """Layer-wise conversion error of a checkpoint on its data set's test split.
+
+    Args:
+        checkpoint_path: a slipsnn ``model.pt``.
+        timesteps: T ≥ 1.
+        delta2_values: initial membranes (units of θ) for the sweep, each in (−1, 1).
+        limit: use the first ``limit`` test samples (default all; see ``analyze_network`` on memory).
+        data_root: folder of the data set files (not needed for digits).
+        dataset: evaluate on this data set's test split (default: the checkpoint's).
+
+    Returns:
+        The ``ConversionAnalysis``.
+
+    Example:
+        >>> res = analyze_conversion("runs/digits/model.pt", 4, delta2_values=[0.0, 0.5])   # doctest: +SKIP
+        >>> [round(layer.mean, 3) for layer in res.trained.layers]                         # doctest: +SKIP
+        [0.001, -0.004, 0.012]
+    """
+    ckpt = load_checkpoint(checkpoint_path)
+    net = convert_checkpoint(ckpt)
+    pixels, labels = load_pixels(dataset or ckpt.dataset, "test", data_root, limit)
+    return analyze_network(net, pixels, labels, timesteps, delta2_values, source=str(checkpoint_path))

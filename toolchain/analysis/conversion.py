@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,6 +36,7 @@ import torch
 
 from ..ir.activation import preset_name
 from ..errors import SlipsnnError
+from ..ir.formats import check_timesteps
 from ..backends.simulator import simulate_float
 from ..ir.floating import SpikingNetwork
 from ..backends.ann_eval import ann_forward
@@ -179,8 +179,7 @@ def analyze_network(net: SpikingNetwork, pixels: torch.Tensor, labels: torch.Ten
     Every layer's ANN activations and spike counts for all samples are held in memory (percentiles
     need them all): fine for digits, use a sample limit for CIFAR-sized networks.
     """
-    if int(timesteps) < 1:
-        raise SlipsnnError(f"timesteps={timesteps}: must be ≥ 1")
+    check_timesteps(timesteps)
     if len(pixels) == 0:
         raise SlipsnnError("the conversion analysis needs at least one sample")
     deltas = _check_delta2(delta2_values)
@@ -205,127 +204,3 @@ def analyze_network(net: SpikingNetwork, pixels: torch.Tensor, labels: torch.Ten
     return ConversionAnalysis(source=source, preset=str(preset), activation=params, timesteps=int(timesteps),
                               samples=len(y), ann_accuracy=float((ann[-1].argmax(1).numpy() == y).mean()),
                               trained=trained, sweep=sweep)
-
-
-def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
-                       delta2_values: Sequence[float] = DEFAULT_DELTA2, limit: int | None = None,
-                       data_root: str | Path | None = None, dataset: str | None = None) -> ConversionAnalysis:
-    """Layer-wise conversion error of a checkpoint on its data set's test split.
-
-    Args:
-        checkpoint_path: a slipsnn ``model.pt``.
-        timesteps: T ≥ 1.
-        delta2_values: initial membranes (units of θ) for the sweep, each in (−1, 1).
-        limit: use the first ``limit`` test samples (default all; see ``analyze_network`` on memory).
-        data_root: folder of the data set files (not needed for digits).
-        dataset: evaluate on this data set's test split (default: the checkpoint's).
-
-    Returns:
-        The ``ConversionAnalysis``.
-
-    Example:
-        >>> res = analyze_conversion("runs/digits/model.pt", 4, delta2_values=[0.0, 0.5])   # doctest: +SKIP
-        >>> [round(layer.mean, 3) for layer in res.trained.layers]                         # doctest: +SKIP
-        [0.001, -0.004, 0.012]
-    """
-    from ..ann.checkpoint import load_checkpoint
-    from ..data.loaders import load_pixels
-    from ..pipeline import convert_checkpoint
-    ckpt = load_checkpoint(checkpoint_path)
-    net = convert_checkpoint(ckpt)
-    pixels, labels = load_pixels(dataset or ckpt.dataset, "test", data_root, limit)
-    return analyze_network(net, pixels, labels, timesteps, delta2_values, source=str(checkpoint_path))
-
-
-def _activation_text(res: ConversionAnalysis) -> str:
-    p = res.activation
-    if not p:
-        return res.preset
-    return f"{res.preset}: a={p['a']:g}, L={p['L']}, δ₁={p['delta1']:g}, δ₂={p['delta2']:g}"
-
-
-def _fmt(v: float) -> str:
-    return f"{v:+.{DIGITS}f}"
-
-
-def format_analysis(res: ConversionAnalysis) -> str:
-    """The analysis as text tables; every number equals the JSON's (same rounding).
-
-    Example:
-        >>> print(format_analysis(res))   # doctest: +SKIP
-    """
-    d = res.to_json()
-    names = res.layer_names
-    width = max([len(n) for n in names] + [12])
-    lines = ["conversion error e = ANN activation/θ − SNN spike count/T (units of θ; e > 0: the SNN fires less)",
-             f"{res.source} ({_activation_text(res)}), T={res.timesteps}, {res.samples} test samples, "
-             f"ANN accuracy {100 * d['ann_accuracy']:.2f} %", ""]
-    tr = d["trained"]
-    own = "per layer" if res.trained.delta2 is None else f"{res.trained.delta2:g}"
-    lines.append(f"as converted (initial membrane δ₂ = {own}; SNN accuracy {100 * tr['snn_accuracy']:.2f} %):")
-    cols = ("mean", "std", "p5", "p95", "mean|e|", "ANN", "rate")
-    lines.append(f"{'layer':<{width}} {'neurons':>8}" + "".join(f"{c:>10}" for c in cols))
-    for layer in tr["layers"]:
-        vals = (layer["mean"], layer["std"], layer["p5"], layer["p95"], layer["mean_abs"], layer["ann_mean"],
-                layer["rate_mean"])
-        lines.append(f"{layer['name']:<{width}} {layer['neurons']:>8}" + "".join(f"{_fmt(v):>10}" for v in vals))
-    if d["sweep"]:
-        lines += ["", "mean error per layer vs initial membrane δ₂ (the trained ANN is unchanged):"]
-        lines.append(f"{'layer':<{width}}" + "".join(f"{'δ₂=' + format(s['delta2'], 'g'):>11}" for s in d["sweep"]))
-        for k, name in enumerate(names):
-            lines.append(f"{name:<{width}}" + "".join(f"{_fmt(s['layers'][k]['mean']):>11}" for s in d["sweep"]))
-        lines.append(f"{'SNN acc %':<{width}}" + "".join(f"{100 * s['snn_accuracy']:>11.2f}" for s in d["sweep"]))
-    return "\n".join(lines)
-
-
-def plot_analysis(res: ConversionAnalysis, path: str | Path) -> Path:
-    """Write a PNG: mean error ± std per layer vs δ₂, SNN accuracy vs δ₂, and the error spread per layer.
-
-    The figure is pyplot-free (``plots.new_figure``); the file is written atomically.
-
-    Returns:
-        ``path`` as a ``Path``.
-    """
-    from ..show.plots import new_figure, save_figure
-    names = res.layer_names
-    fig, axes = new_figure((17, 4.8), ncols=3)
-    ax = axes[0]
-    if res.sweep:
-        deltas = np.array([s.delta2 for s in res.sweep])
-        order = np.argsort(deltas)
-        for k, name in enumerate(names):
-            mean = np.array([s.layers[k].mean for s in res.sweep])[order]
-            std = np.array([s.layers[k].std for s in res.sweep])[order]
-            line, = ax.plot(deltas[order], mean, "o-", label=name)
-            ax.fill_between(deltas[order], mean - std, mean + std, color=line.get_color(), alpha=0.12)
-        ax.axhline(0.0, color="k", lw=0.8)
-        if res.activation:
-            ax.axvline(res.activation["delta2"], color="gray", ls=":", label="trained δ₂")
-        ax.set_xlabel("initial membrane δ₂ (units of θ)")
-        ax.set_ylabel("mean error e (units of θ), band ± std")
-        ax.legend(fontsize=8)
-        axes[1].plot(deltas[order], 100 * np.array([s.snn_accuracy for s in res.sweep])[order], "o-",
-                     label=f"SNN, T={res.timesteps}")
-        axes[1].axhline(100 * res.ann_accuracy, ls="--", color="tab:red", label="ANN")
-        axes[1].set_xlabel("initial membrane δ₂ (units of θ)")
-        axes[1].set_ylabel("top-1 accuracy (%)")
-        axes[1].legend(fontsize=8)
-    ax.set_title("mean conversion error vs δ₂")
-    axes[1].set_title("SNN accuracy vs δ₂")
-    x = np.arange(len(names))
-    tr = res.trained.layers
-    ax = axes[2]
-    ax.vlines(x, [layer.p5 for layer in tr], [layer.p95 for layer in tr], color="tab:blue", lw=6, alpha=0.3,
-              label="5–95 percentile")
-    ax.errorbar(x, [layer.mean for layer in tr], yerr=[layer.std for layer in tr], fmt="o", color="tab:blue",
-                capsize=4, label="mean ± std")
-    ax.axhline(0.0, color="k", lw=0.8)
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=30, ha="right")
-    ax.set_ylabel("error e (units of θ)")
-    ax.set_title(f"spread as converted (T={res.timesteps})")
-    ax.legend(fontsize=8)
-    for a in axes:
-        a.grid(alpha=0.3)
-    fig.suptitle(f"{res.source} — {_activation_text(res)}; e = ANN/θ − spikes/T; {res.samples} samples")
-    return save_figure(fig, path)

@@ -8,14 +8,12 @@ A plain-ReLU model gets its thresholds from data afterwards (``calibrate_thresho
 
 from __future__ import annotations
 
-import math
 import os
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -25,13 +23,15 @@ from tqdm.auto import tqdm
 
 from ..ir.activation import SlipParams, preset_params
 from .activations import clamp_activations_
+from .calibration import as_unit_float, calibrate_thresholds
 from .checkpoint import activation_thetas, save_checkpoint
 from ..ir.activation import preset_name
 from ..data.loaders import dataset_info, load_dataset
 from ..errors import ModelError, SlipsnnError
-from ..convert.lower import lower
 from .models import ARCHS, ModelConfig, build_model
-from ..backends.simulator import simulate_float
+
+#: ``(model, model_cfg, thetas, test_images, test_labels) -> {T: accuracy}``: how ``train`` scores the converted SNN.
+SnnEvaluator = Callable[[nn.Module, ModelConfig, dict, torch.Tensor, torch.Tensor], dict]
 
 DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_NAME = "model.pt"
@@ -222,11 +222,6 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
-def _as_unit_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels → float in [0, 1]; float images are returned as they are."""
-    return images.to(torch.float32).div_(255) if images.dtype == torch.uint8 else images
-
-
 @torch.no_grad()
 def evaluate_ann(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
     """Top-1 accuracy (fraction) of ``model`` in eval mode.
@@ -245,127 +240,12 @@ def evaluate_ann(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, b
     correct = 0
     try:
         for i in range(0, len(images), batch_size):
-            x = _as_unit_float(images[i:i + batch_size].to(device, non_blocking=True))
+            x = as_unit_float(images[i:i + batch_size].to(device, non_blocking=True))
             y = labels[i:i + batch_size].to(device, non_blocking=True)
             correct += int((model(x).argmax(1) == y).sum())
     finally:
         model.train(was_training)
     return correct / len(images)
-
-
-class _TopPercentile:
-    """Exact ``np.percentile`` (linear interpolation) of the positive values seen, in bounded memory.
-
-    Keeps only the largest ``k`` values, where ``k`` is large enough for the ``q``-quantile of at most
-    ``n_max`` values: the interpolation reads sorted positions ``⌊q(P−1)⌋`` and the next one, which
-    lie within the top ``(1 − q)(n_max − 1) + 2`` of ``P ≤ n_max`` values.
-    """
-
-    def __init__(self, q: float) -> None:
-        self.q, self.k, self.count = q, 0, 0
-        self.top: torch.Tensor | None = None
-
-    def add(self, out: torch.Tensor, n_max: int) -> None:
-        if self.top is None:
-            self.k = int(math.floor((1.0 - self.q) * (n_max - 1))) + 3
-            self.top = torch.empty(0, dtype=torch.float64, device=out.device)
-        pos = out.detach()[out > 0].to(torch.float64)
-        self.count += pos.numel()
-        merged = torch.cat([self.top, pos])
-        self.top = torch.topk(merged, min(self.k, merged.numel())).values
-
-    def value(self) -> float | None:
-        if not self.count:
-            return None
-        top = self.top.cpu().numpy()  # descending
-        pos = self.q * (self.count - 1)
-        lo = int(math.floor(pos))
-        hi = min(lo + 1, self.count - 1)
-        v_lo, v_hi = top[self.count - 1 - lo], top[self.count - 1 - hi]
-        return float(v_lo + (pos - lo) * (v_hi - v_lo))
-
-
-@torch.no_grad()
-def calibrate_thresholds(model: nn.Module, images: torch.Tensor, percentile: float = 99.9,
-                         max_images: int = 1024, batch_size: int = 256) -> dict[str, float]:
-    """θ of every ``nn.ReLU``: a high percentile of its positive outputs on data (Rueckauer et al. 2017).
-
-    The data-based normalization of Rueckauer et al., "Conversion of continuous-valued deep networks
-    to efficient event-driven networks for image classification" (Front. Neurosci. 2017): θ is the
-    ``percentile`` of the layer's positive activations, robust to rare outliers.
-
-    Args:
-        model: the trained ANN (evaluated in eval mode; its mode is restored after).
-        images: training images (N, C, H, W), float in [0, 1] or uint8; the first ``max_images`` are used.
-        percentile: in (0, 100]; 100 is the maximum activation.
-        max_images: cap on the images used.
-        batch_size: images per forward pass.
-
-    Returns:
-        ``{module name: θ}`` for every ``nn.ReLU``, the names of ``model.named_modules()``. A ReLU that
-        never fires on the data gets θ = 1.0 (any θ is exact there) and a warning.
-
-    Example:
-        >>> thetas = calibrate_thresholds(relu_model, train_images)   # doctest: +SKIP
-        >>> snn = lower(relu_model, (1, 8, 8), thetas)                # doctest: +SKIP
-    """
-    if not 0.0 < percentile <= 100.0:
-        raise SlipsnnError(f"percentile={percentile} must lie in (0, 100]")
-    images = images[:max_images]
-    if len(images) == 0:
-        raise SlipsnnError("calibrate_thresholds needs at least one image")
-    relus = {name: m for name, m in model.named_modules() if isinstance(m, nn.ReLU)}
-    trackers = {name: _TopPercentile(percentile / 100.0) for name in relus}
-    n_total = len(images)
-
-    def hook(name: str):
-        return lambda _m, _inp, out: trackers[name].add(out, n_total * out[0].numel())
-
-    handles = [m.register_forward_hook(hook(name)) for name, m in relus.items()]
-    device, was_training = next(model.parameters()).device, model.training
-    model.eval()
-    try:
-        for i in range(0, n_total, batch_size):
-            model(_as_unit_float(images[i:i + batch_size].to(device)))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    thetas = {}
-    for name, tracker in trackers.items():
-        value = tracker.value()
-        if value is None:
-            warnings.warn(f"ReLU {name!r} has no positive output on {n_total} calibration images; θ set to 1.0")
-            value = 1.0
-        thetas[name] = value
-    return thetas
-
-
-def snn_accuracies(model: nn.Module, model_cfg: ModelConfig, thetas: dict[str, float] | None, images: torch.Tensor,
-                   labels: torch.Tensor, timesteps: Sequence[int] = (1, 2, 4, 8),
-                   batch_size: int = 256) -> dict[int, float]:
-    """Accuracy (fraction) of the converted float SNN after each of ``timesteps`` steps, in one simulation.
-
-    Args:
-        model: the trained ANN (any device; it is lowered from a CPU copy).
-        model_cfg: its architecture (for the input shape).
-        thetas: θ of each ``nn.ReLU`` (plain-ReLU models); SlipReLU models need none.
-        images: (N, C, H, W), float in [0, 1] with ``images·255`` integral, or uint8 pixels.
-        labels: (N,) class labels.
-        timesteps: the T values to report; one pass of ``max(timesteps)`` steps serves all.
-        batch_size: samples per simulated batch.
-
-    Example:
-        >>> snn_accuracies(res.model, res.model_cfg, res.thetas, x, y)   # doctest: +SKIP
-        {1: 0.91, 2: 0.95, 4: 0.97, 8: 0.97}
-    """
-    steps = sorted({int(t) for t in timesteps})
-    if not steps or steps[0] < 1:
-        raise SlipsnnError(f"timesteps {list(timesteps)} must be a non-empty list of integers ≥ 1")
-    net = lower(model, model_cfg.input_shape, thetas)   # lower copies the model to the CPU
-    pixels = images.to(torch.float32) if images.dtype == torch.uint8 else (images * 255).round()
-    acc = simulate_float(net, pixels, steps[-1], batch_size=batch_size).accuracy(labels.cpu().numpy())
-    return {t: float(acc[t - 1]) for t in steps}
 
 
 def _num_workers(cfg: TrainConfig, device: torch.device) -> int:
@@ -399,7 +279,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
     return float(loss_sum) / seen, int(correct) / seen
 
 
-def train(cfg: TrainConfig, progress: bool = True, snn_timesteps: Sequence[int] = ()) -> TrainResult:
+def train(cfg: TrainConfig, progress: bool = True, evaluate_snn: SnnEvaluator | None = None) -> TrainResult:
     """Train ``cfg.arch`` with ``cfg.activation`` on ``cfg.dataset`` and keep the best test accuracy.
 
     Every optimiser step is followed by ``clamp_activations_`` (θ > 0, a ∈ [0, 1]). The model of the
@@ -411,8 +291,9 @@ def train(cfg: TrainConfig, progress: bool = True, snn_timesteps: Sequence[int] 
     Args:
         cfg: the configuration.
         progress: show a tqdm bar over the epochs with loss and accuracies.
-        snn_timesteps: also evaluate the converted float SNN of the best model on the test split after
-            each of these T (``snn_accuracies``); stored as ``metrics["snn_accuracy"]`` = ``{"T": acc}``.
+        evaluate_snn: also evaluate the converted SNN of the best model on the test split: called as
+            ``evaluate_snn(model, model_cfg, thetas, test_images, test_labels)`` and returning ``{T: accuracy}``
+            (``pipeline.snn_accuracies``); stored as ``metrics["snn_accuracy"]`` = ``{"T": acc}``.
 
     Example:
         >>> res = train(TrainConfig.for_dataset("digits", device="cpu"))   # doctest: +SKIP
@@ -473,8 +354,8 @@ def train(cfg: TrainConfig, progress: bool = True, snn_timesteps: Sequence[int] 
             thetas = calibrate_thresholds(model, calib_x)
         model = model.cpu().eval()
         final = metrics(True)
-        if snn_timesteps:
-            snn = snn_accuracies(model, model_cfg, thetas, test_x, test_y, snn_timesteps)
+        if evaluate_snn is not None:
+            snn = evaluate_snn(model, model_cfg, thetas, test_x, test_y)
             final["snn_accuracy"] = {str(t): acc for t, acc in snn.items()}
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, model, model_cfg, act, dataset=cfg.dataset, metrics=final, thetas=thetas,

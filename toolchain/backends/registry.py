@@ -10,17 +10,19 @@ compared bit for bit.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import SlipsnnError
-from ..ir.integer import IntNetwork
-from .result import RunResult, SimResult
+
+if TYPE_CHECKING:   # the registry itself stays import-light: the CLI reads BACKENDS at start-up
+    import numpy as np
+    import torch
+
+    from ..ir.integer import IntNetwork
+    from .result import RunResult
 
 #: A backend's run function: (network, pixels (N, C, H, W) 0..255, T, progress) → (result, timing in seconds).
-Backend = Callable[[IntNetwork, torch.Tensor, int, bool], tuple[SimResult, dict]]
+Backend = Callable[..., Any]
 
 BACKENDS: dict[str, str] = {
     "loihi_sim": "slipsnn.toolchain.backends.lava.runtime:run_loihi_sim",
@@ -41,8 +43,8 @@ def get_backend(name: str) -> Backend:
     return getattr(importlib.import_module(module), function)
 
 
-def run_network(net: IntNetwork, pixels: torch.Tensor, labels: torch.Tensor | np.ndarray, timesteps: int | None = None,
-                backend: str = "loihi_sim", progress: bool = False) -> RunResult:
+def run_network(net: "IntNetwork", pixels: "torch.Tensor", labels: "torch.Tensor | np.ndarray",
+                timesteps: int | None = None, backend: str = "loihi_sim", progress: bool = False) -> "RunResult":
     """Run ``net`` on ``pixels`` with one backend.
 
     Args:
@@ -57,6 +59,9 @@ def run_network(net: IntNetwork, pixels: torch.Tensor, labels: torch.Tensor | np
         >>> res = run_network(net, pixels, labels, timesteps=4, backend="fast")   # doctest: +SKIP
         >>> res.accuracy                                                                # doctest: +SKIP
     """
+    import numpy as np
+
+    from .result import RunResult
     run = get_backend(backend)
     t = int(timesteps or net.timesteps)
     sim, timing = run(net, pixels, t, progress)

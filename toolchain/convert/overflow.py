@@ -100,7 +100,7 @@ def layer_bounds(layer: IntLayer, index: int, source_shape: Callable[[int], tupl
         source_shape: maps a synapse source index to its shape (``IntNetwork.source_shape``).
         timesteps: horizon T.
     """
-    i_max = layer.bias_full() << layer.bias_exp
+    i_max = layer.bias_state()
     i_min = i_max.copy()
     acc = 0
     for syn in layer.synapses:
@@ -109,7 +109,7 @@ def layer_bounds(layer: IntLayer, index: int, source_shape: Callable[[int], tupl
             acc = max(acc, int(np.max(pos)), int(-np.min(neg)))
         i_max = i_max + (_shift(pos, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
         i_min = i_min + (_shift(neg, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
-    theta = int(layer.threshold) << STATE_SHIFT
+    theta = layer.threshold_state
     state = int(membrane_bound(i_max, i_min, int(layer.v_init), theta, timesteps, layer.spiking))
     return OverflowBound(index, layer.name, state, acc)
 

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import QuantizationError
-from ..ir.formats import (BIAS_EXP_MAX, BIAS_MAX, MAX_TIMESTEPS, STATE_MAX, STATE_SHIFT, THRESHOLD_MAX, WEIGHT_EXP_MAX, WEIGHT_EXP_MIN, NeuronKind, SynapseKind)
+from ..ir.formats import (BIAS_EXP_MAX, BIAS_MAX, STATE_MAX, STATE_SHIFT, THRESHOLD_MAX,
+                          WEIGHT_EXP_MAX, WEIGHT_EXP_MIN, NeuronKind, SynapseKind, horizon_problem)
 from ..ir.integer import IntLayer, IntNetwork, IntSynapse
 from .overflow import input_extremes, layer_bounds, membrane_bound
 from ..ir.floating import FloatLayer, FloatSynapse, SpikingNetwork
@@ -51,17 +52,11 @@ class QuantConfig:
     dense_weight_exp: bool = True
     bias_exp: int | None = None
 
-    @classmethod
-    def for_stock_netx(cls, timesteps: int = 4, max_timesteps: int | None = None) -> "QuantConfig":
-        """The formats a stock lava-dl netx file can hold: no dense weight exponent, bias exponent 6."""
-        return cls(timesteps, max_timesteps, dense_weight_exp=False, bias_exp=STATE_SHIFT)
-
     def __post_init__(self) -> None:
         if self.max_timesteps is None:
             object.__setattr__(self, "max_timesteps", max(self.timesteps, DEFAULT_HORIZON))
-        if not 1 <= self.timesteps <= self.max_timesteps <= MAX_TIMESTEPS:  # type: ignore[operator]
-            raise QuantizationError(f"timesteps={self.timesteps}, max_timesteps={self.max_timesteps}: need "
-                                    f"1 ≤ timesteps ≤ max_timesteps ≤ {MAX_TIMESTEPS}")
+        if problem := horizon_problem(self.timesteps, self.max_timesteps):  # type: ignore[arg-type]
+            raise QuantizationError(problem)
         if self.bias_exp is not None and not 0 <= self.bias_exp <= BIAS_EXP_MAX:
             raise QuantizationError(f"bias_exp={self.bias_exp}: allowed 0..{BIAS_EXP_MAX} or None")
 
@@ -229,14 +224,3 @@ def quantize(net: SpikingNetwork, cfg: QuantConfig = QuantConfig()) -> IntNetwor
     meta = {**net.meta, "quantization": [asdict(r) for r in reports],
             "ann_macs": [layer.ann_macs for layer in net.layers]}
     return IntNetwork(net.input_shape, tuple(layers), cfg.timesteps, cfg.max_timesteps, meta)
-
-
-def format_quant_report(net: IntNetwork) -> str:
-    """A table of ``meta['quantization']``: scale, bits, exponent, errors and the 24-bit margin per layer."""
-    rows = [f"{'#':>2} {'layer':<20} {'scale':>9} {'limited by':<11} {'w bits':>6} {'w exp':>6} "
-            f"{'w err %':>8} {'b err %':>8} {'margin bits':>11}"]
-    for i, r in enumerate(net.meta.get("quantization", [])):
-        rows.append(f"{i:>2} {r['name'][:20]:<20} {r['scale']:>9.2f} {r['limited_by']:<11} {r['weight_bits']:>6} "
-                    f"{','.join(map(str, r['weight_exps'])):>6} {100 * r['weight_rel_error']:>8.3f} "
-                    f"{100 * r['bias_rel_error']:>8.3f} {r['margin_bits']:>11.2f}")
-    return "\n".join(rows)

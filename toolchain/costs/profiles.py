@@ -349,3 +349,10 @@ def _number(raw: Any, origin: str, where: str, zero_ok: bool) -> float:
         allowed = "a finite number ≥ 0" if zero_ok else "a finite number > 0"
         raise ProfileError(f"{origin}: {where} = {raw!r}; allowed: {allowed}")
     return value
+
+
+def require_kind(profile: Profile, kind: ProfileKind) -> None:
+    """Raise ``ProfileError`` unless ``profile`` is of ``kind`` (naming the profile and its file)."""
+    if profile.kind is not kind:
+        raise ProfileError(f"profile {profile.name!r} ({profile.path}) is of kind {profile.kind.value!r}; "
+                           f"this estimate needs kind {kind.value!r}")

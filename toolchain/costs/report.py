@@ -1,11 +1,10 @@
-"""Cost report of a run: accuracy, per-layer activity, energy, latency and cores, as JSON, tables and plots.
+"""Cost report of a run: accuracy, per-layer activity, energy, latency and cores (the data; ``show.report`` prints it).
 
 One run with T = max(timesteps) gives every t ≤ T: accuracy after t steps is ``sim.accuracy(labels)[t-1]``
 and counts up to t sum the per-step arrays over steps < t. That is exact, because the dynamics are
 causal and restart at every sample. Formulas and sources: ``costs`` and docs/reports.md.
 
-    >>> rep = report("runs/d/model.net", "digits", [1, 2, 4], json_path="r.json")   # doctest: +SKIP
-    >>> print(format_report(rep))                                                    # doctest: +SKIP
+    >>> rep = build_report(net, run, [1, 2, 4], *choose_profiles("loihi2"))   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,7 +17,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .counts import (ChipTiming, CoreMap, Energy, LayerCounts, ann_energy, ann_macs, chip_timing, count_layers, literature_snn_energy, map_cores, per_step_means, snn_energy, stored_synapses)
+from .counts import LayerCounts, ann_macs, count_layers, per_step_means, stored_synapses
+from .energy import Energy, ann_energy, literature_snn_energy, snn_energy
+from .mapping import ChipTiming, CoreMap, chip_timing, map_cores
 from ..errors import ProfileError, SlipsnnError
 from ..ir.integer import IntNetwork
 from .profiles import Profile, ProfileKind, list_profiles, load_profile
@@ -27,7 +28,6 @@ from ..backends.result import RunResult
 REPORT_FORMAT = "slipsnn-report"
 REPORT_VERSION = 1
 SIMULATION_NOTE = "wall-clock time of the simulation on this computer, not chip time"
-ENERGY_UNITS = (("pJ", 1.0), ("nJ", 1e3), ("µJ", 1e6), ("mJ", 1e9), ("J", 1e12))
 
 
 @dataclass(frozen=True)
@@ -226,120 +226,6 @@ def build_report(net: IntNetwork, run: RunResult, timesteps: Sequence[int], prof
 # ----------------------------------------------------------------------------------------------------------
 # Terminal tables. They are built from ``Report.to_json()``, so the table and the JSON cannot disagree.
 
-def energy_unit(max_pj: float, digits: int = 4) -> tuple[str, float]:
-    """The unit (name, pJ per unit) that prints ``max_pj`` with at most ``digits`` digits before the point."""
-    for name, scale in ENERGY_UNITS:
-        if max_pj < 10 ** digits * scale:
-            return name, scale
-    return ENERGY_UNITS[-1]
-
-
-def format_energy(pj: float) -> str:
-    """``pj`` picojoules in the unit that fits, e.g. ``'6.24 µJ'``."""
-    unit, scale = energy_unit(abs(pj), digits=3)
-    return f"{pj / scale:.3g} {unit}"
-
-
-def _g(x: float | None, digits: int = 4) -> str:
-    return "n/a" if x is None else f"{x:.{digits}g}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 0) -> list[str]:
-    """Right-aligned columns, the first ``left`` columns left-aligned."""
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    fmt = lambda r: "  ".join(str(c).ljust(w) if i < left else str(c).rjust(w)
-                              for i, (c, w) in enumerate(zip(r, widths)))
-    return [fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)]
-
-
-def format_report(report: Report | Mapping[str, Any]) -> str:
-    """Readable terminal tables of a report (or of its ``to_json()`` dict, e.g. read back from a file).
-
-    Sections: accuracy vs T; per layer at the largest T; energy per inference per profile vs the ANN;
-    latency and throughput; cores; the constants that are assumptions.
-    """
-    d = report.to_json() if isinstance(report, Report) else report
-    net, run, main = d["network"], d["run"], d["main_profile"]
-    last = d["timesteps"][-1]
-    ann = d["ann"]
-    out = [f"slipsnn report: {net.get('arch') or 'network'} on {net.get('dataset') or '?'}, "
-           f"{run['samples']} samples, backend {run['backend']}, depth {net['depth']}",
-           "simulation wall-clock (" + SIMULATION_NOTE + "): "
-           + ", ".join(f"{k} {_g(v)}" for k, v in run["wall_clock_s"].items()), ""]
-
-    out += ["Accuracy vs time-steps"]
-    rows = [[str(s["timesteps"]), f"{100 * s['accuracy']:.2f}"] for s in d["timesteps"]]
-    if ann["accuracy"] is not None:
-        rows.append(["ANN", f"{100 * ann['accuracy']:.2f}"])
-    out += _table(["T", "accuracy %"], rows) + [""]
-
-    e_main = last["energy"][main]
-    layer_pj = [sum(x.values()) for x in e_main["by_layer_pj"]]
-    unit, scale = energy_unit(max([*layer_pj, *ann["energy_pj_by_layer"], 0.0]))
-    out += [f"Per layer at T={last['timesteps']} (per sample, mean over {run['samples']} samples; "
-            f"energy on {main} and ANN on {ann['profile']}, in {unit})"]
-    rows = []
-    for i, (c, eb, ea) in enumerate(zip(last["layers"], layer_pj, ann["energy_pj_by_layer"])):
-        rows.append([str(i), c["name"], str(c["neurons"]), _g(c["spikes"]), _g(100 * c["firing_rate"]), _g(c["synops"]),
-                     str(c["macs"]), _g(eb / scale), _g(ea / scale)])
-    tot = last["totals"]
-    rows.append(["", "total", str(sum(c["neurons"] for c in last["layers"])), _g(tot["spikes"]), "",
-                 _g(tot["synops"]), str(tot["macs"]), _g(e_main["dynamic_pj"] / scale), _g(ann["energy_pj"] / scale)])
-    out += _table(["#", "layer", "neurons", "spikes", "rate %", "synops", "ANN MACs", f"E_SNN {unit}",
-                   f"E_ANN {unit}"], rows, left=2) + [""]
-
-    all_e = [e["energy_pj"] for s in d["timesteps"] for e in s["energy"].values()] + [ann["energy_pj"]]
-    unit, scale = energy_unit(max(all_e))
-    out += [f"Energy per inference ({unit}); ANN on {ann['profile']}: {_g(ann['energy_pj'] / scale)} {unit} "
-            f"({ann['macs']} MACs)"]
-    rows = []
-    for s in d["timesteps"]:
-        for name, e in s["energy"].items():
-            rows.append([str(s["timesteps"]), name, _g(e["dynamic_pj"] / scale), _g(e["static_pj"] / scale),
-                         _g(e["energy_pj"] / scale), _g(e["ann_over_snn"]), _g(e["ann_over_snn_dynamic"])])
-        lit = s["literature_estimate"]
-        if lit is not None:
-            rows.append([str(s["timesteps"]), f"{lit['profile']} (papers' estimate)", _g(lit["energy_pj"] / scale), "-",
-                         _g(lit["energy_pj"] / scale), _g(lit["ann_over_snn"]), _g(lit["ann_over_snn"])])
-    out += _table(["T", "profile", "dynamic", "static", "total", "ANN/SNN", "ANN/SNN dynamic"], rows, left=2)
-    out += ["(papers' estimate: first-layer synops × E_mac + other synops × E_add on the ANN profile)", ""]
-
-    out += ["Latency (T + depth steps) and throughput (one sample per T steps) on the chip"]
-    rows = []
-    for s in d["timesteps"]:
-        for name, t in s["timing"].items():
-            lo, hi = t["latency_range_us"]
-            tlo, thi = t["throughput_range_per_s"]
-            rows.append([str(s["timesteps"]), name, _g(t["step_time_us"]), _g(t["latency_us"]), f"{_g(lo, 3)}–{_g(hi, 3)}",
-                         _g(t["throughput_per_s"]), f"{_g(tlo, 3)}–{_g(thi, 3)}"])
-    out += _table(["T", "profile", "step µs", "latency µs", "range µs", "samples/s", "range /s"], rows, left=2) + [""]
-
-    for name, m in d["cores"].items():
-        out += [f"Cores on {name} (a layer needs cores for its neurons and for its synapse memory; "
-                f"{m['cores_per_chip']} cores per chip)"]
-        rows = [[str(i), c["name"], str(c["neurons"]), str(c["synapses"]), str(c["cores_for_neurons"]),
-                 str(c["cores_for_memory"]), str(c["cores"])] for i, c in enumerate(m["layers"])]
-        rows.append(["", "total", "", "", "", "", str(m["total_cores"])])
-        out += _table(["#", "layer", "neurons", "synapses", "by neurons", "by memory", "cores"], rows, left=2)
-        out += [f"chips needed: {m['chips']}", ""]
-
-    out += ["Constants that rest on a slipsnn assumption (each profile file says which and why):"]
-    for name, p in d["profiles"].items():
-        out.append(f"  {name}: {', '.join(p['assumptions']) or 'none'}")
-    return "\n".join(out)
-
-
-def save_report(report: Report, json_path: str | Path | None = None, plots_dir: str | Path | None = None) -> list[Path]:
-    """Write the JSON and/or the three plots atomically; returns the written paths."""
-    from ..files import atomic_write_json
-    written: list[Path] = []
-    if json_path is not None:
-        written.append(atomic_write_json(json_path, report.to_json()))
-    if plots_dir is not None:
-        from ..show.plots import plot_report
-        written += plot_report(report, plots_dir)
-    return written
-
 
 def choose_profiles(profile: str | Path | Sequence[str | Path] = "loihi2",
                     ann_profile: str | Path = "gpu45nm") -> tuple[list[Profile], Profile]:
@@ -373,42 +259,3 @@ def choose_profiles(profile: str | Path | Sequence[str | Path] = "loihi2",
                 chips.append(p)
                 names.add(name)
     return chips, anns[0] if anns else load_profile(ann_profile)
-
-
-def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[int], backend: str = "fast",
-           profile: str | Path | Sequence[str | Path] = "loihi2", json_path: str | Path | None = None,
-           plots_dir: str | Path | None = None, data_root: str | Path | None = None, limit: int | None = None,
-           ann_profile: str | Path = "gpu45nm", progress: bool = False) -> Report:
-    """Load a network file and a test split, run once with T = max(timesteps), report and save.
-
-    Args:
-        net_path: exported network file (netx HDF5).
-        dataset: data set name (``data.DATASETS``); its ``test`` split is used. None: the data set recorded
-            in the network's metadata.
-        timesteps: one t or several; the run uses the largest.
-        backend: ``fast``, ``loihi_sim`` or ``loihi`` (``run.BACKENDS``).
-        profile: the main neuromorphic profile (name or TOML path), or several, main first; every other
-            built-in neuromorphic profile is reported beside them (``choose_profiles``).
-        json_path, plots_dir: where to save the JSON and the plots (None: not saved).
-        data_root: data folder (``data.load_pixels``).
-        limit: use only the first ``limit`` test samples.
-        ann_profile: profile of the ANN baseline.
-        progress: show progress bars.
-
-    Raises:
-        SlipsnnError: bad timesteps, no data set, or any error of loading, running or costing.
-
-    Example:
-        >>> rep = report("runs/d/model.net", "digits", [1, 2, 4], limit=100)   # doctest: +SKIP
-    """
-    from ..pipeline import network_and_test_data
-    from ..backends.registry import run_network
-    ts = [int(timesteps)] if isinstance(timesteps, (int, np.integer)) else [int(t) for t in timesteps]
-    if not ts or min(ts) < 1:
-        raise SlipsnnError(f"timesteps {ts}: give at least one, each ≥ 1")
-    profiles, ann = choose_profiles(profile, ann_profile)
-    net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
-    run = run_network(net, pixels, labels, max(ts), backend, progress=progress)
-    rep = build_report(net, run, ts, profiles, ann)
-    save_report(rep, json_path, plots_dir)
-    return rep

@@ -40,6 +40,13 @@ class SynapseKind(str, Enum):
     DENSE = "dense"    # matrix product with the C-order flattened source
 
 
+class NetxNeuron(str, Enum):
+    """The neuron a netx file declares (``slipsnn/neuron``); each kind's writer and limits live in ``exporters.netx``."""
+
+    IF_SOFT = "if_soft"   # slipsnn's soft-reset IF, bit-exact at every T
+    CUBA = "cuba"         # stock lava-dl netx CUBA (resets to zero): loads in unmodified netx
+
+
 class NeuronKind(str, Enum):
     """The neuron model of a layer (see the module docstring for the update equations)."""
 
@@ -56,3 +63,11 @@ def check_timesteps(timesteps: int) -> int:
     if int(timesteps) != timesteps or not 1 <= int(timesteps) <= MAX_TIMESTEPS:
         raise SlipsnnError(f"timesteps={timesteps}: must be in [1, {MAX_TIMESTEPS}]")
     return int(timesteps)
+
+
+def horizon_problem(timesteps: int, max_timesteps: int) -> str | None:
+    """What is wrong with a default T and a proven horizon (None: ``1 ≤ T ≤ max_timesteps ≤ MAX_TIMESTEPS``)."""
+    if 1 <= int(timesteps) <= int(max_timesteps) <= MAX_TIMESTEPS:
+        return None
+    return (f"timesteps {timesteps} and max_timesteps {max_timesteps} must satisfy "
+            f"1 ≤ timesteps ≤ max_timesteps ≤ {MAX_TIMESTEPS}")

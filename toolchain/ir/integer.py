@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError
+from ..tables import Column, format_table
 from .formats import (BIAS_EXP_MAX, BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_SOURCE, MAX_NAME,
-                      MAX_TIMESTEPS, STATE_MAX, STATE_SHIFT, THRESHOLD_MAX, WEIGHT_EXP_MAX, WEIGHT_EXP_MIN,
-                      WEIGHT_MAX, WEIGHT_MIN, NeuronKind, SynapseKind)
+                      STATE_MAX, STATE_SHIFT, THRESHOLD_MAX, WEIGHT_EXP_MAX, WEIGHT_EXP_MIN,
+                      WEIGHT_MAX, WEIGHT_MIN, NeuronKind, SynapseKind, horizon_problem)
 from .geometry import check_geometry, output_shape
 
 @dataclass(frozen=True, eq=False)
@@ -191,9 +192,8 @@ class IntNetwork:
             raise FormatError(f"input shape {self.input_shape} must be (C, H, W) with positive sizes")
         if not self.layers:
             raise FormatError("network has no layers")
-        if not 1 <= int(self.timesteps) <= int(self.max_timesteps) <= MAX_TIMESTEPS:
-            raise FormatError(f"timesteps {self.timesteps} and max_timesteps {self.max_timesteps} must satisfy "
-                              f"1 ≤ timesteps ≤ max_timesteps ≤ {MAX_TIMESTEPS}")
+        if problem := horizon_problem(self.timesteps, self.max_timesteps):
+            raise FormatError(problem)
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
             if last != (layer.neuron is NeuronKind.ACCUMULATE):
@@ -226,14 +226,16 @@ class IntNetwork:
 
     def summary(self) -> str:
         """A table of the layers: shape, synapses, threshold, bias exponent, initial potential."""
-        rows = [f"{'#':>2} {'layer':<18} {'neuron':<10} {'shape':<14} {'synapses (source:kind kernel)':<34} "
-                f"{'vth':>7} {'b_exp':>5} {'v_init':>8}"]
+        columns = [Column("#", 2), Column("layer", 18, "<", clip=True), Column("neuron", 10, "<"),
+                   Column("shape", 14, "<"), Column("synapses (source:kind kernel)", 34, "<", clip=True),
+                   Column("vth", 7), Column("b_exp", 5), Column("v_init", 8)]
+        rows = []
         for i, L in enumerate(self.layers):
             syn = ", ".join(f"{s.source}:{s.kind.value} {'x'.join(map(str, s.weight.shape[2:])) or s.weight.shape[1]}"
                             + (f"/s{s.stride[0]}" if s.kind is SynapseKind.CONV and s.stride != (1, 1) else "")
                             for s in L.synapses)
-            rows.append(f"{i:>2} {L.name[:18]:<18} {L.neuron.value:<10} {'x'.join(map(str, L.shape)):<14} "
-                        f"{syn[:34]:<34} {L.threshold:>7} {L.bias_exp:>5} {L.v_init:>8}")
-        rows.append(f"input {'x'.join(map(str, self.input_shape))} (8-bit graded), T={self.timesteps}, "
-                    f"overflow-free up to T={self.max_timesteps}")
-        return "\n".join(rows)
+            rows.append([i, L.name, L.neuron.value, "x".join(map(str, L.shape)), syn, L.threshold, L.bias_exp,
+                         L.v_init])
+        footer = (f"input {'x'.join(map(str, self.input_shape))} (8-bit graded), T={self.timesteps}, "
+                  f"overflow-free up to T={self.max_timesteps}")
+        return "\n".join(format_table(columns, rows) + [footer])

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..files import atomic_write
-from ..costs.counts import SNN_OPS
+from ..costs.energy import SNN_OPS
 
 if TYPE_CHECKING:
     from ..costs.report import Report
@@ -127,7 +127,7 @@ def _spikes(d: dict) -> Any:
 
 
 def _energy(d: dict) -> Any:
-    from ..costs.report import energy_unit, format_energy
+    from .report import energy_unit, format_energy
     main, last, ann = d["main_profile"], d["timesteps"][-1], d["ann"]
     e = last["energy"][main]
     names = [layer["name"] for layer in d["layers"]]

@@ -254,7 +254,7 @@ def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_st
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
 
-    from .process import FrameSource, SoftResetIF, SpikeDelay
+    from .procs.process import FrameSource, SoftResetIF, SpikeDelay
 
     blocks_process, _ = _netx_blocks()
     ConvBlock, DenseBlock = blocks_process.Conv, blocks_process.Dense
@@ -417,7 +417,7 @@ def _run_config(hardware: bool, stock_conv: bool = False) -> Any:
     ``PyConvModelFixed``, whose scipy loop over channel pairs dominates the step time) unless
     ``stock_conv``.
     """
-    from .models import FIXED_PT_MODELS, PyConvModelFixedVectorized
+    from .procs.models import FIXED_PT_MODELS, PyConvModelFixedVectorized
     blocks_process, blocks_models = _netx_blocks()
     models: dict = {**FIXED_PT_MODELS, blocks_process.Conv: blocks_models.PyConvModel,
                     blocks_process.Dense: blocks_models.PyDenseModel}

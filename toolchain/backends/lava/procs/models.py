@@ -20,9 +20,9 @@ from lava.proc.conv.models import AbstractPyConvModel
 from lava.proc.conv.process import Conv
 from lava.proc.conv.utils import signed_clamp
 
-from ...ir.formats import STATE_SHIFT
-from ...ir.neurons import if_step
-from .process import FrameSource, SoftResetIF, SpikeDelay
+from slipsnn.toolchain.ir.formats import STATE_SHIFT
+from slipsnn.toolchain.ir.neurons import if_step
+from slipsnn.toolchain.backends.lava.procs.process import FrameSource, SoftResetIF, SpikeDelay
 
 
 class _AbstractSoftResetIFModel(PyLoihiProcessModel):

@@ -1,0 +1,115 @@
+"""The cost report as terminal tables (from a ``Report`` or its JSON document); computes nothing.
+
+    >>> print(format_report(rep))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ..costs.report import SIMULATION_NOTE, Report
+from ..tables import Column, format_table
+
+
+ENERGY_UNITS = (("pJ", 1.0), ("nJ", 1e3), ("µJ", 1e6), ("mJ", 1e9), ("J", 1e12))
+
+
+def energy_unit(max_pj: float, digits: int = 4) -> tuple[str, float]:
+    """The unit (name, pJ per unit) that prints ``max_pj`` with at most ``digits`` digits before the point."""
+    for name, scale in ENERGY_UNITS:
+        if max_pj < 10 ** digits * scale:
+            return name, scale
+    return ENERGY_UNITS[-1]
+
+
+def format_energy(pj: float) -> str:
+    """``pj`` picojoules in the unit that fits, e.g. ``'6.24 µJ'``."""
+    unit, scale = energy_unit(abs(pj), digits=3)
+    return f"{pj / scale:.3g} {unit}"
+
+
+def _g(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 0) -> list[str]:
+    """Fitted columns two spaces apart under a dashed rule; right-aligned except the first ``left``."""
+    return format_table([Column(h, align="<" if i < left else ">", gap=2) for i, h in enumerate(header)], rows,
+                        rule=True)
+
+
+def format_report(report: Report | Mapping[str, Any]) -> str:
+    """Readable terminal tables of a report (or of its ``to_json()`` dict, e.g. read back from a file).
+
+    Sections: accuracy vs T; per layer at the largest T; energy per inference per profile vs the ANN;
+    latency and throughput; cores; the constants that are assumptions.
+    """
+    d = report.to_json() if isinstance(report, Report) else report
+    net, run, main = d["network"], d["run"], d["main_profile"]
+    last = d["timesteps"][-1]
+    ann = d["ann"]
+    out = [f"slipsnn report: {net.get('arch') or 'network'} on {net.get('dataset') or '?'}, "
+           f"{run['samples']} samples, backend {run['backend']}, depth {net['depth']}",
+           "simulation wall-clock (" + SIMULATION_NOTE + "): "
+           + ", ".join(f"{k} {_g(v)}" for k, v in run["wall_clock_s"].items()), ""]
+
+    out += ["Accuracy vs time-steps"]
+    rows = [[str(s["timesteps"]), f"{100 * s['accuracy']:.2f}"] for s in d["timesteps"]]
+    if ann["accuracy"] is not None:
+        rows.append(["ANN", f"{100 * ann['accuracy']:.2f}"])
+    out += _table(["T", "accuracy %"], rows) + [""]
+
+    e_main = last["energy"][main]
+    layer_pj = [sum(x.values()) for x in e_main["by_layer_pj"]]
+    unit, scale = energy_unit(max([*layer_pj, *ann["energy_pj_by_layer"], 0.0]))
+    out += [f"Per layer at T={last['timesteps']} (per sample, mean over {run['samples']} samples; "
+            f"energy on {main} and ANN on {ann['profile']}, in {unit})"]
+    rows = []
+    for i, (c, eb, ea) in enumerate(zip(last["layers"], layer_pj, ann["energy_pj_by_layer"])):
+        rows.append([str(i), c["name"], str(c["neurons"]), _g(c["spikes"]), _g(100 * c["firing_rate"]), _g(c["synops"]),
+                     str(c["macs"]), _g(eb / scale), _g(ea / scale)])
+    tot = last["totals"]
+    rows.append(["", "total", str(sum(c["neurons"] for c in last["layers"])), _g(tot["spikes"]), "",
+                 _g(tot["synops"]), str(tot["macs"]), _g(e_main["dynamic_pj"] / scale), _g(ann["energy_pj"] / scale)])
+    out += _table(["#", "layer", "neurons", "spikes", "rate %", "synops", "ANN MACs", f"E_SNN {unit}",
+                   f"E_ANN {unit}"], rows, left=2) + [""]
+
+    all_e = [e["energy_pj"] for s in d["timesteps"] for e in s["energy"].values()] + [ann["energy_pj"]]
+    unit, scale = energy_unit(max(all_e))
+    out += [f"Energy per inference ({unit}); ANN on {ann['profile']}: {_g(ann['energy_pj'] / scale)} {unit} "
+            f"({ann['macs']} MACs)"]
+    rows = []
+    for s in d["timesteps"]:
+        for name, e in s["energy"].items():
+            rows.append([str(s["timesteps"]), name, _g(e["dynamic_pj"] / scale), _g(e["static_pj"] / scale),
+                         _g(e["energy_pj"] / scale), _g(e["ann_over_snn"]), _g(e["ann_over_snn_dynamic"])])
+        lit = s["literature_estimate"]
+        if lit is not None:
+            rows.append([str(s["timesteps"]), f"{lit['profile']} (papers' estimate)", _g(lit["energy_pj"] / scale), "-",
+                         _g(lit["energy_pj"] / scale), _g(lit["ann_over_snn"]), _g(lit["ann_over_snn"])])
+    out += _table(["T", "profile", "dynamic", "static", "total", "ANN/SNN", "ANN/SNN dynamic"], rows, left=2)
+    out += ["(papers' estimate: first-layer synops × E_mac + other synops × E_add on the ANN profile)", ""]
+
+    out += ["Latency (T + depth steps) and throughput (one sample per T steps) on the chip"]
+    rows = []
+    for s in d["timesteps"]:
+        for name, t in s["timing"].items():
+            lo, hi = t["latency_range_us"]
+            tlo, thi = t["throughput_range_per_s"]
+            rows.append([str(s["timesteps"]), name, _g(t["step_time_us"]), _g(t["latency_us"]), f"{_g(lo, 3)}–{_g(hi, 3)}",
+                         _g(t["throughput_per_s"]), f"{_g(tlo, 3)}–{_g(thi, 3)}"])
+    out += _table(["T", "profile", "step µs", "latency µs", "range µs", "samples/s", "range /s"], rows, left=2) + [""]
+
+    for name, m in d["cores"].items():
+        out += [f"Cores on {name} (a layer needs cores for its neurons and for its synapse memory; "
+                f"{m['cores_per_chip']} cores per chip)"]
+        rows = [[str(i), c["name"], str(c["neurons"]), str(c["synapses"]), str(c["cores_for_neurons"]),
+                 str(c["cores_for_memory"]), str(c["cores"])] for i, c in enumerate(m["layers"])]
+        rows.append(["", "total", "", "", "", "", str(m["total_cores"])])
+        out += _table(["#", "layer", "neurons", "synapses", "by neurons", "by memory", "cores"], rows, left=2)
+        out += [f"chips needed: {m['chips']}", ""]
+
+    out += ["Constants that rest on a slipsnn assumption (each profile file says which and why):"]
+    for name, p in d["profiles"].items():
+        out.append(f"  {name}: {', '.join(p['assumptions']) or 'none'}")
+    return "\n".join(out)
