@@ -335,20 +335,26 @@ def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_st
 # --------------------------------------------------------------------------------------------------
 # Running and stopping
 
-def _describe(actor: Any, runtime: Any, labels: dict[int, str]) -> str:
-    """Which Lava process an actor (OS process) runs: its label in the graph, else its Lava class."""
-    builder = getattr(actor, "_kwargs", {}).get("builder")
-    for proc, proc_builder in getattr(runtime._executable, "proc_builders", {}).items():
-        if proc_builder is builder:
-            return labels.get(id(proc), f"{proc.name} ({type(proc).__name__})")
-    return "a Lava runtime service"
+def _describe(actors: list[Any], runtime: Any, labels: dict[int, str]) -> dict[int, str]:
+    """``id`` of each actor (OS process) → the Lava process it runs (its graph label, else its name and class).
+
+    Lava forks one actor per ``PyProcessBuilder`` of the executable, in the builders' order, then one per
+    runtime service (lava/magma/runtime/runtime.py:300-328); the runtime services are left out.
+    """
+    from lava.magma.compiler.builders.py_builder import PyProcessBuilder
+
+    procs = [proc for proc, builder in runtime._executable.proc_builders.items()
+             if isinstance(builder, PyProcessBuilder)]
+    return {id(actor): labels.get(id(proc), f"{proc.name} ({type(proc).__name__})")
+            for actor, proc in zip(actors, procs)}
 
 
 def _failure(actors: list[Any], runtime: Any, labels: dict[int, str], wait_s: float = 0.0) -> LavaError | None:
-    """A ``LavaError`` for the first actor that died (waiting up to ``wait_s`` for one), else None.
+    """A ``LavaError`` for the actor that failed (waiting up to ``wait_s`` for one to die), else None.
 
-    The message is one line: the process, the exception type and its first line (or the exit status);
-    the child's traceback is attached as the error's cause (``--debug`` shows it).
+    A model process is named before a runtime service (which fails because its model did). The message is
+    one line: the process, the exception type and its first line (or the exit status); the child's traceback
+    is attached as the error's cause (``--debug`` shows it).
     """
     deadline = time.monotonic() + wait_s
     while True:
@@ -358,10 +364,12 @@ def _failure(actors: list[Any], runtime: Any, labels: dict[int, str], wait_s: fl
         time.sleep(POLL_S)
     if not dead:
         return None
-    raised = [a for a in dead if a.exception]
-    actor = (raised or dead)[0]
-    what = _describe(actor, runtime, labels)
-    if raised:
+    names = _describe(actors, runtime, labels)
+    named = [(names.get(id(a)), a) for a in dead]
+    named.sort(key=lambda pair: (not pair[1].exception, pair[0] is None))
+    what, actor = named[0]
+    what = what or "the Lava runtime service"
+    if actor.exception:
         exc, trace = actor.exception
         text = str(exc).strip().splitlines()
         err = LavaError(f"Lava process {what} failed: {type(exc).__name__}" + (f": {text[0]}" if text else ""))
