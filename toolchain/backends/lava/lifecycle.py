@@ -70,23 +70,31 @@ def die_with_parent() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def defer_sigint() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends; processes forked inside inherit a handler that ignores it.
+def defer_signals() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver the first one that arrived.
 
-    Lava's model processes are forked while the runtime is created; if they received the terminal's
-    SIGINT they would die mid-protocol. With this, only the main process reacts, and it stops the runtime.
+    Used while Lava forks its processes and while it is stopped: an exception raised by a signal handler
+    inside ``fork``'s at-fork callbacks is swallowed by Python (the run would go on), and a model process
+    interrupted mid-protocol could never be stopped cleanly. Processes forked inside inherit the holding
+    handler, so only slipsnn reacts to a terminal's Ctrl-C; ``shutdown`` kills them.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(signal.SIGINT, None)   # the default handler raises KeyboardInterrupt here
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if received:
+            old = previous[received[0]]
+            if callable(old):
+                old(received[0], None)        # e.g. Python's SIGINT handler raises KeyboardInterrupt here
+            elif old == signal.SIG_DFL:
+                os.kill(os.getpid(), received[0])
 
 
 class Terminated(SystemExit):
@@ -189,7 +197,7 @@ def shutdown(proc: Any, timeout_s: float = STOP_TIMEOUT_S, force: bool = False) 
     runtime = getattr(proc, "_runtime", None)
     if runtime is None:
         return
-    with defer_sigint():
+    with defer_signals():
         infra = getattr(runtime, "_messaging_infrastructure", None)
         actors = list(infra.actors) if infra is not None else []
         graceful = not force and runtime._is_started and not getattr(runtime, "_is_running", False) \

@@ -46,7 +46,7 @@ from ...kernels.connectivity import synapse_fanout
 from ..result import SimResult
 from ..checks import check_horizon, check_pixels
 from ...ir.formats import check_timesteps
-from .lifecycle import alive, defer_sigint, die_with_parent, exit_on_termination, shutdown
+from .lifecycle import alive, defer_signals, die_with_parent, exit_on_termination, shutdown
 from .preflight import lava_conv_groups, regroup_weight, require_lava_compatible
 
 INPUT_MESSAGE_BITS = 8        # the image enters as 8-bit graded spikes
@@ -479,7 +479,7 @@ def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: boo
     with exit_on_termination():
         try:
             executable = graph.source.compile(_run_config(hardware, stock_conv))
-            with defer_sigint(), die_with_parent():
+            with defer_signals(), die_with_parent():
                 graph.source.create_runtime(executable=executable)
             compiled = time.perf_counter()
             with tqdm(total=total, desc="loihi" if hardware else "loihi_sim", unit="step",
