@@ -425,3 +425,30 @@ def _live_in_group(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             found.append(int(entry))
     return found
+
+
+@pytest.mark.lava
+def test_cli_prints_a_dead_lava_process_as_one_error_line(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``slipsnn run --backend loihi_sim`` on a file whose Lava neuron fails: one ``Error:`` line naming the
+    process and the cause, exit status 1, no traceback (``--debug`` shows the child's)."""
+    from click.testing import CliRunner
+
+    from slipsnn.exporters.netx import write_netx
+    from slipsnn.toolchain import cli
+    from slipsnn.toolchain.backends.lava.procs import models
+    from factories import digits_net
+
+    def failing_step(self) -> None:
+        raise ZeroDivisionError("integer division or modulo by zero")
+    monkeypatch.setattr(models._AbstractSoftResetIFModel, "run_spk", failing_step)   # forked into the models
+    path = write_netx(digits_net(timesteps=2), tmp_path / "m.net")
+    before = live_children()
+    res = CliRunner().invoke(cli.main, ["run", str(path), "--backend", "loihi_sim", "--limit", "2"])
+    assert res.exit_code == 1, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert lines[0].startswith("Error: Lava process layer ") and "neuron (SoftResetIF) failed: ZeroDivisionError: " \
+        "integer division or modulo by zero" in lines[0], lines[0]
+    debug = CliRunner().invoke(cli.main, ["run", str(path), "--backend", "loihi_sim", "--limit", "2", "--debug"])
+    assert isinstance(debug.exception, LavaError) and "failing_step" in str(debug.exception.__cause__)
+    assert live_children() <= before
