@@ -12,8 +12,9 @@ per T streams ``--samples`` random images and is compared bit for bit with the f
 Columns: export seconds (convert + quantize + overflow proof + write), file size, Lava compile seconds
 (build + compile + fork, mean over the three T), Lava seconds per sample when streaming (T × seconds per
 Lava step; the pipeline fill of ``depth`` steps is paid once per run, not per sample), peak memory (the
-largest sum of PSS over slipsnn and its Lava processes, sampled every 0.2 s), OS processes (the most
-seen at once: slipsnn and its children) and mismatches against ``fast`` (logits, spikes and synaptic events of every
+largest sum of PSS over slipsnn and its Lava processes, sampled every 0.2 s), OS processes (Lava's actors,
+one per leaf process and runtime service, + its shared-memory manager + Python's resource tracker +
+slipsnn) and mismatches against ``fast`` (logits, spikes and synaptic events of every
 sample, layer and step).
 """
 
@@ -42,10 +43,12 @@ def _tree(root: int) -> list[int]:
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+            if state == "Z":
+                continue
         except (OSError, ValueError, IndexError):
             continue
-        children.setdefault(ppid, []).append(int(entry))
+        children.setdefault(int(ppid), []).append(int(entry))
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -112,6 +115,7 @@ def measure(arch: str, width: float, samples: int, timesteps: Sequence[int]) -> 
     import numpy as np
     import torch
 
+    from slipsnn.toolchain.backends.lava import runtime as lava_runtime
     from slipsnn.toolchain.backends.lava.runtime import run_lava
     from slipsnn.toolchain.backends.result import compare
     from slipsnn.toolchain.backends.simulator import simulate_int
@@ -127,6 +131,13 @@ def measure(arch: str, width: float, samples: int, timesteps: Sequence[int]) -> 
     row["layers"], row["neurons"] = len(net.layers), sum(L.num_neurons for L in net.layers)
     pixels = torch.as_tensor(np.random.default_rng(2).integers(0, 256, (samples, 3, 32, 32)), dtype=torch.uint8)
     row["per_t"] = {}
+    actors: list[int] = []
+    run_steps = lava_runtime._run_steps
+
+    def counting(proc: Any, num_steps: int, labels: dict) -> None:   # the Lava actors of this runtime
+        actors.append(len(proc.runtime._messaging_infrastructure.actors))
+        run_steps(proc, num_steps, labels)
+    lava_runtime._run_steps = counting
     for t in timesteps:
         ref = simulate_int(net, pixels, t)
         with PeakSampler() as peak:
@@ -135,13 +146,19 @@ def measure(arch: str, width: float, samples: int, timesteps: Sequence[int]) -> 
         row["per_t"][str(t)] = {
             "compile_s": timing["compile_s"], "run_s": timing["run_s"], "steps": timing["steps"],
             "s_per_step": timing["run_s"] / timing["steps"], "s_per_sample": t * timing["run_s"] / timing["steps"],
-            "peak_pss_bytes": peak.peak_bytes, "processes": peak.peak_processes, "mismatches": mismatch.total,
+            "peak_pss_bytes": peak.peak_bytes, "processes": peak.peak_processes, "lava_actors": actors[-1],
+            "mismatches": mismatch.total,
             "spikes_per_layer": ref.spikes.sum(axis=(0, 2)).tolist(),
         }
         print(f"{arch} w{width:g} T={t}: compile {timing['compile_s']:.1f} s, {row['per_t'][str(t)]['s_per_step']:.2f} "
               f"s/step, peak {peak.peak_bytes / 2**30:.2f} GiB, {peak.peak_processes} processes, "
               f"{mismatch.total} mismatches", flush=True)
     return row
+
+
+def _processes(entry: dict[str, Any]) -> str:
+    """Lava's actors + its shared-memory manager + Python's resource tracker + slipsnn (older rows: sampled)."""
+    return str(entry["lava_actors"] + 3) if "lava_actors" in entry else f"~{entry['processes']} (sampled)"
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -155,7 +172,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"| {r['arch']} | {r['width']:g} | {r['layers']} | {r['export_s']:.1f} | {r['file_bytes'] / 1e6:.1f} | "
             f"{sum(p[t]['compile_s'] for t in ts) / len(ts):.1f} | "
             + " | ".join(f"{p[t]['s_per_sample']:.2f}" if t in p else "–" for t in ("1", "2", "4"))
-            + f" | {max(p[t]['peak_pss_bytes'] for t in ts) / 2**30:.2f} | {max(p[t]['processes'] for t in ts)} | "
+            + f" | {max(p[t]['peak_pss_bytes'] for t in ts) / 2**30:.2f} | {_processes(p[ts[0]])} | "
             f"{sum(p[t]['mismatches'] for t in ts)} ({r['samples']} samples × T = {', '.join(ts)}) |")
     return "\n".join(lines)
 
