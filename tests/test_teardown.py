@@ -132,10 +132,11 @@ def test_interrupted_cli_run_leaves_no_process(sig: signal.Signals, to_group: bo
                  and "?step" not in line]
         if sig == signal.SIGINT:   # click's "Aborted!", exit 1, no traceback
             assert proc.returncode == 1 and lines == ["Aborted!"], err[-2000:]
-        else:                      # one line, exit status 128 + signal
+        else:   # one line, exit status 128 + signal (stopped while Lava was still forking, the children die with
+            # slipsnn and Python's resource tracker may add its "leaked shared_memory objects" warning)
             assert proc.returncode == 128 + sig, (proc.returncode, err[-2000:])
-            assert len(lines) == 1 and lines[0].startswith(f"Error: stopped by {sig.name}; the Lava run was shut "
-                                                           "down in "), err[-2000:]
+            assert lines[0].startswith(f"Error: stopped by {sig.name}") and "Traceback" not in err, err[-2000:]
+            assert len(lines) == 1 or "while Lava started its processes" in lines[0], err[-2000:]
     finally:
         kill_session(proc)
 

@@ -32,6 +32,7 @@ PR_SET_PDEATHSIG = 1    # linux/prctl.h
 
 _armed = False          # set while Lava forks (see die_with_parent)
 _forking_pid = 0
+_postponed: list[int] = []   # SIGTERM/SIGHUP received while armed, raised when die_with_parent ends
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 except (OSError, AttributeError):
@@ -44,8 +45,14 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_child() -> None:
-    """In a child forked while armed: SIGKILL when the parent dies; exit now if it already has."""
-    if _armed and _prctl is not None and _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0 \
+    """In a child forked while armed: SIGKILL when the parent dies (exit now if it already has); Ctrl-C is
+    ignored (slipsnn handles it) and SIGTERM/SIGHUP end the child quietly."""
+    if not _armed:
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    if _prctl is not None and _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0 \
             and os.getppid() != _forking_pid:
         os._exit(1)
 
@@ -67,22 +74,23 @@ def die_with_parent() -> Iterator[None]:
         yield
     finally:
         _armed = previous
+    if _postponed:   # a signal that arrived while Lava forked, for a handler slipsnn did not install
+        raise Terminated(_postponed.pop())
 
 
 @contextlib.contextmanager
-def defer_signals() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver the first one that arrived.
+def defer_signals(*held: signal.Signals) -> Iterator[None]:
+    """Hold the signals ``held`` (default SIGINT, SIGTERM, SIGHUP) until the block ends, then deliver the first.
 
-    Used while Lava forks its processes and while it is stopped: an exception raised by a signal handler
-    inside ``fork``'s at-fork callbacks is swallowed by Python (the run would go on), and a model process
-    interrupted mid-protocol could never be stopped cleanly. Processes forked inside inherit the holding
-    handler, so only slipsnn reacts to a terminal's Ctrl-C; ``shutdown`` kills them.
+    Used for SIGINT while Lava forks its processes (an exception raised by a signal handler inside
+    ``fork``'s at-fork callbacks is swallowed by Python, and the run would go on) and for all three while
+    it is stopped (so the stop itself is not interrupted).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    held = held or (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in held}
     try:
         yield
@@ -121,14 +129,25 @@ def exit_on_termination() -> Iterator[None]:
         yield
         return
     received: list[float] = []
+    previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: Any) -> None:
-        if not received:
-            received.append(time.monotonic())
-            raise Terminated(signum)
+        if received:
+            return
+        received.append(time.monotonic())
+        if _armed:   # Lava is forking: an exception raised here could be swallowed by fork's callbacks
+            if previous.get(signum) == signal.SIG_DFL:   # end now: the kernel kills the children forked so far
+                _say(f"stopped by {signal.Signals(signum).name} while Lava started its processes; they end "
+                     f"with slipsnn (exit status {128 + signum})")
+                os._exit(128 + signum)
+            _postponed.append(signum)
+            return
+        raise Terminated(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)
-                if signal.getsignal(sig) is not signal.SIG_IGN}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, handler)
     try:
         yield
     except Terminated as stop:
@@ -138,15 +157,20 @@ def exit_on_termination() -> Iterator[None]:
         if callable(old):
             old(stop.signum, None)
             raise
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.write(f"Error: stopped by {signal.Signals(stop.signum).name}; the Lava run was shut down "
-                             f"in {time.monotonic() - received[0]:.1f} s (exit status {stop.code})\n")
-            sys.stdout.flush()
-            sys.stderr.flush()
+        _say(f"stopped by {signal.Signals(stop.signum).name}; the Lava run was shut down in "
+             f"{time.monotonic() - received[0]:.1f} s (exit status {stop.code})")
         os._exit(int(stop.code))
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _say(message: str) -> None:
+    """One ``Error:`` line on stderr, flushed with stdout (the process ends right after)."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.write(f"Error: {message}\n")
+        sys.stderr.flush()
 
 
 def alive(actor: Any) -> bool:

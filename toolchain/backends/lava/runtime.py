@@ -479,7 +479,7 @@ def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: boo
     with exit_on_termination():
         try:
             executable = graph.source.compile(_run_config(hardware, stock_conv))
-            with defer_signals(), die_with_parent():
+            with defer_signals(signal.SIGINT), die_with_parent():
                 graph.source.create_runtime(executable=executable)
             compiled = time.perf_counter()
             with tqdm(total=total, desc="loihi" if hardware else "loihi_sim", unit="step",
