@@ -91,7 +91,19 @@ def defer_signals(*held: signal.Signals) -> Iterator[None]:
         return
     received: list[int] = []
     held = held or (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in held}
+    previous: dict[int, Any] = {}
+
+    def hold(signum: int, frame: Any) -> None:
+        if _armed and signum == signal.SIGINT and previous.get(signum) is signal.default_int_handler:
+            # Ctrl-C while Lava forks, with Python's own handler: end now, as an uncaught KeyboardInterrupt
+            # would; the kernel kills the children forked so far (waiting could take long on a loaded machine)
+            _say(f"interrupted by SIGINT while Lava started its processes; they end with slipsnn "
+                 f"(exit status {128 + signum})")
+            os._exit(128 + signum)
+        received.append(signum)
+
+    for sig in held:
+        previous[sig] = signal.signal(sig, hold)
     try:
         yield
     finally:
@@ -214,9 +226,10 @@ def shutdown(proc: Any, timeout_s: float = STOP_TIMEOUT_S, force: bool = False) 
     """Stop the Lava runtime of ``proc`` and make sure none of its OS processes survives.
 
     A runtime that is started, idle (no ``run`` in flight) and healthy gets Lava's own ``stop()`` (bounded by
-    ``timeout_s``). Otherwise — ``force``, a run still in flight (after a signal or a host error), a runtime
-    never started, a lost process, or a stop that hangs — its processes are killed and its shared-memory
-    manager shut down. Safe to call twice or without a runtime.
+    ``timeout_s``). Otherwise — ``force`` (``run_lava`` forces it whenever the run did not complete: a
+    signal or an error may have interrupted Lava mid-protocol, e.g. inside a ``Var.get``), a run still in
+    flight, a runtime never started, a lost process, or a stop that hangs — its processes are killed and its
+    shared-memory manager shut down. Safe to call twice or without a runtime.
     """
     runtime = getattr(proc, "_runtime", None)
     if runtime is None:

@@ -476,6 +476,7 @@ def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: boo
     logs = _Logs(np.zeros((len(net.layers), total), dtype=np.int64),
                  [np.zeros((max(1, len(e)), total), dtype=np.int64) for e in graph.out_edges],
                  np.zeros((net.num_classes, total), dtype=np.int64))
+    completed = False
     with exit_on_termination():
         try:
             executable = graph.source.compile(_run_config(hardware, stock_conv))
@@ -490,8 +491,9 @@ def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: boo
                     _read_chunk(graph, logs, first, n)
                     bar.update(n)
             finished = time.perf_counter()
-        finally:
-            shutdown(graph.source)
+            completed = True
+        finally:   # Lava's own stop only after a complete run: an interrupted one may be mid-protocol
+            shutdown(graph.source, force=not completed)
     result = _assemble(net, graph, logs)
     run_s = finished - compiled
     return result, {"compile_s": compiled - start, "run_s": run_s, "total_s": time.perf_counter() - start,
