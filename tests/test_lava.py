@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from slipsnn.toolchain.errors import BackendUnavailable
+from slipsnn.toolchain.errors import BackendUnavailable, LavaError
 from slipsnn.toolchain.ir.formats import STATE_MAX
-from slipsnn.toolchain.ir.integer import IntSynapse
+from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
 from slipsnn.toolchain.ir.neurons import IntIFParams, int_if_step
 from slipsnn.toolchain.backends.result import SimResult
 from slipsnn.toolchain.backends.simulator import simulate_int
@@ -47,6 +47,7 @@ from factories import assert_same_result, chain_net, even_weights, live_children
     dict(stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=1, k=(3, 3), shape=(3, 7, 10)),
     dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2), groups=2, k=(3, 2), shape=(4, 9, 6)),
     dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=4, k=(1, 1), shape=(4, 5, 3)),
+    dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=256, k=(1, 1), shape=(256, 2, 3)),  # regrouped
 ])
 def test_conv_layout_computes_torch_conv2d(geometry: dict) -> None:
     """Lava's stock conv and slipsnn's vectorized model, fed ``conv_params``, compute torch ``conv2d``."""
@@ -57,13 +58,14 @@ def test_conv_layout_computes_torch_conv2d(geometry: dict) -> None:
     rng = np.random.default_rng(0)
     c, h, w = geometry["shape"]
     g = geometry["groups"]
-    syn = IntSynapse(-1, "conv", even_weights(rng, -128, 128, 6 if g != 4 else 4, c // g, *geometry["k"]),
+    syn = IntSynapse(-1, "conv", even_weights(rng, -128, 128, 6 if g < 4 else c, c // g, *geometry["k"]),
                      stride=geometry["stride"], padding=geometry["padding"], dilation=geometry["dilation"], groups=g)
     x = rng.integers(0, 256, (c, h, w))
     ref = torch.nn.functional.conv2d(torch.as_tensor(x[None], dtype=torch.float64),
                                      torch.as_tensor(syn.weight, dtype=torch.float64), stride=syn.stride,
                                      padding=syn.padding, dilation=syn.dilation, groups=g)[0].numpy()
     p = lava_runtime.conv_params(syn)
+    assert p["groups"] <= 127, "Lava stores groups as int8"
     kernel = p["weight"].shape[1:3]
     stock = lava_conv(lava_runtime.to_lava_layout(x).astype(np.int32), p["weight"], kernel, p["stride"],
                       p["padding"], p["dilation"], p["groups"])
@@ -249,6 +251,49 @@ def test_stock_lava_conv_model_equals_simulate_int() -> None:
     assert_same_result(got, simulate_int(net, pixels, net.timesteps))
 
 
+def wide_identity_net(widths: tuple[int, ...] = (128, 256, 512), hw: int = 2, seed: int = 5) -> IntNetwork:
+    """Per width C: a 1×1 entry conv, then conv 3×3 → conv 3×3 + the identity shortcut from the entry
+    (depthwise 1×1, groups = C, beyond Lava's int8 ``groups``), on a tiny hw × hw image; dense output."""
+    rng = np.random.default_rng(seed)
+    layers: list[IntLayer] = []
+
+    def add(name: str, c: int, synapses: tuple[IntSynapse, ...], vth: int) -> int:
+        layers.append(IntLayer(name, (c, hw, hw), synapses, "IF_SOFT", vth, rng.integers(-8, 24, c), 3,
+                               64 * vth // 2, float(vth)))
+        return len(layers) - 1
+
+    c_prev = 3
+    for c in widths:
+        entry = add(f"entry{c}", c, (IntSynapse(len(layers) - 1, "conv", even_weights(rng, -3, 5, c, c_prev, 1, 1)),),
+                    20 if layers else 800)
+        conv = lambda src: IntSynapse(src, "conv", even_weights(rng, -4, 5, c, c, 3, 3), padding=(1, 1))  # noqa: E731
+        mid = add(f"conv1_{c}", c, (conv(entry),), c)
+        add(f"conv2_{c}", c, (conv(mid), IntSynapse(entry, "conv", np.full((c, 1, 1, 1), 128, np.int32), groups=c)), c)
+        c_prev = c
+    layers.append(IntLayer("out", (10,), (IntSynapse(len(layers) - 1, "dense",
+                                                     even_weights(rng, -60, 60, 10, c_prev * hw * hw)),),
+                           "ACCUMULATE", 0, np.zeros(10, np.int32), 0, 0, 10.0))
+    return IntNetwork((3, hw, hw), layers, timesteps=2, max_timesteps=8)
+
+
+@pytest.mark.lava
+def test_identity_shortcuts_of_128_to_512_channels_equal_simulate_int() -> None:
+    """Depthwise shortcuts with groups = 128, 256, 512 (Lava's int8 Var would wrap them to −128, 0, 0) are
+    re-expressed exactly: Lava equals ``simulate_int`` bit for bit, and the shortcuts do carry signal."""
+    net = wide_identity_net()
+    pixels = random_pixels(3, net.input_shape, seed=7)
+    ref = simulate_int(net, pixels, net.timesteps)
+    _check_activity(ref)
+    cut = IntNetwork(net.input_shape, tuple(
+        IntLayer(L.name, L.shape, L.synapses[:1], L.neuron, L.threshold, L.bias, L.bias_exp, L.v_init, L.scale)
+        for L in net.layers), net.timesteps, net.max_timesteps)
+    without = simulate_int(cut, pixels, net.timesteps)
+    for i in (2, 5, 8):   # the conv2 layers would fire differently without their shortcut
+        assert (without.spikes[:, i] != ref.spikes[:, i]).any(), net.layers[i].name
+    got, _ = run_lava(net, pixels, net.timesteps, chunk_samples=2)
+    assert_same_result(got, ref)
+
+
 @pytest.mark.lava
 def test_lowered_digits_model_equals_simulate_int() -> None:
     """The real pipeline (build → lower → quantize) on a tiny digits CNN; the naive per-sample run agrees."""
@@ -313,11 +358,11 @@ def test_no_lava_process_survives_a_failing_run(where: str, monkeypatch: pytest.
         step = models._AbstractSoftResetIFModel.run_spk
 
         def failing_step(self) -> None:
-            if self.time_step > 5:
-                raise ValueError("injected model failure")
+            if self.time_step > 5 and self.reset_offset == 3:     # layer 1's neuron
+                raise ValueError("injected model failure\nsecond line")
             step(self)
         monkeypatch.setattr(models._AbstractSoftResetIFModel, "run_spk", failing_step)   # forked into the models
-        expected = RuntimeError
+        expected = LavaError
     else:
         def failing_read(*args) -> None:
             raise ValueError("injected host failure")
@@ -325,9 +370,13 @@ def test_no_lava_process_survives_a_failing_run(where: str, monkeypatch: pytest.
         expected = ValueError
     before = live_children()
     net = chain_net()
-    with pytest.raises(expected, match="injected"):
+    with pytest.raises(expected, match="injected") as info:
         run_lava(net, random_pixels(8, net.input_shape, 1), net.timesteps, chunk_samples=2)
     assert live_children() <= before
+    if where == "model":   # one line naming the process; the child's traceback is the cause
+        assert str(info.value) == ("Lava process layer 1 ('conv1') neuron (SoftResetIF) failed: ValueError: "
+                                   "injected model failure"), str(info.value)
+        assert "failing_step" in str(info.value.__cause__)
 
 
 @pytest.mark.lava
@@ -376,3 +425,30 @@ def _live_in_group(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             found.append(int(entry))
     return found
+
+
+@pytest.mark.lava
+def test_cli_prints_a_dead_lava_process_as_one_error_line(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``slipsnn run --backend loihi_sim`` on a file whose Lava neuron fails: one ``Error:`` line naming the
+    process and the cause, exit status 1, no traceback (``--debug`` shows the child's)."""
+    from click.testing import CliRunner
+
+    from slipsnn.exporters.netx import write_netx
+    from slipsnn.toolchain import cli
+    from slipsnn.toolchain.backends.lava.procs import models
+    from factories import digits_net
+
+    def failing_step(self) -> None:
+        raise ZeroDivisionError("integer division or modulo by zero")
+    monkeypatch.setattr(models._AbstractSoftResetIFModel, "run_spk", failing_step)   # forked into the models
+    path = write_netx(digits_net(timesteps=2), tmp_path / "m.net")
+    before = live_children()
+    res = CliRunner().invoke(cli.main, ["run", str(path), "--backend", "loihi_sim", "--limit", "2"])
+    assert res.exit_code == 1, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert lines[0].startswith("Error: Lava process layer ") and "neuron (SoftResetIF) failed: ZeroDivisionError: " \
+        "integer division or modulo by zero" in lines[0], lines[0]
+    debug = CliRunner().invoke(cli.main, ["run", str(path), "--backend", "loihi_sim", "--limit", "2", "--debug"])
+    assert isinstance(debug.exception, LavaError) and "failing_step" in str(debug.exception.__cause__)
+    assert live_children() <= before

@@ -30,3 +30,8 @@ class BackendUnavailable(SlipsnnError):
 
 class ProfileError(SlipsnnError):
     """A hardware profile file is invalid (names the file, the key and what is allowed)."""
+
+
+class LavaError(SlipsnnError):
+    """Lava cannot represent a network exactly, or one of its processes failed (names the layer or process,
+    the value or the cause, and the limit)."""

@@ -15,6 +15,11 @@ Timing (Lava counts ``time_step`` from 1; every synapse adds one step):
 * a residual edge from layer j (−1: the input) into layer i is delayed by i − j − 1 extra steps;
 * N samples need N·T + depth steps in one compiled run (``depth`` = number of layers).
 
+Before anything is compiled, ``preflight.require_lava_compatible`` refuses what Lava cannot represent
+exactly (conv groups above Lava's int8 limit are re-expressed instead, in ``conv_params``); the OS
+processes of a run die with slipsnn and are stopped by ``lifecycle``; a Lava process that fails becomes
+one ``LavaError`` naming it.
+
 Counts are recorded inside the processes (per-step ring buffers read with ``Var.get`` after every
 chunk of ``chunk_samples`` samples), so no sink processes are needed. Lava is imported lazily:
 importing this module does not import Lava.
@@ -26,7 +31,6 @@ import contextlib
 import logging
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -35,17 +39,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ...errors import BackendUnavailable
+from ...errors import BackendUnavailable, LavaError
 from ...ir.formats import INPUT_SOURCE, STATE_SHIFT, SynapseKind, lava_dense_clips
 from ...ir.integer import IntNetwork, IntSynapse
 from ...kernels.connectivity import synapse_fanout
 from ..result import SimResult
 from ..checks import check_horizon, check_pixels
 from ...ir.formats import check_timesteps
+from .lifecycle import alive, defer_signals, die_with_parent, exit_on_termination, shutdown
+from .preflight import lava_conv_groups, regroup_weight, require_lava_compatible
 
 INPUT_MESSAGE_BITS = 8        # the image enters as 8-bit graded spikes
 OUTPUT_MESSAGE_BITS = 24      # the accumulating output sends its 24-bit membrane
-STOP_TIMEOUT_S = 20.0         # a graceful Lava stop that takes longer is forced (children terminated)
 POLL_S = 0.005                # how often a running chunk is checked for finished or crashed processes
 LAVA_HINT = "pip install lava-dl==0.6.0 (it brings lava-nc 0.10.0)"
 
@@ -156,11 +161,15 @@ def conv_params(syn: IntSynapse) -> dict[str, Any]:
 
     Lava's CPU conv is a true convolution in (W, H) order, so the torch (C_out, C_in/g, kH, kW)
     kernel is flipped spatially and reordered to (C_out, kW, kH, C_in/g); stride, padding and
-    dilation go from (H, W) to (W, H).
+    dilation go from (H, W) to (W, H). Lava stores ``groups`` as int8, so more than 127 groups (a
+    depthwise identity shortcut of ≥ 128 channels) become the exact equivalent with fewer groups
+    (``preflight.lava_conv_groups``: a divisor ≤ 127 and a block-diagonal kernel).
     """
-    weight = np.ascontiguousarray(syn.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)).astype(np.int32)
+    groups = lava_conv_groups(syn.groups)
+    torch_weight = regroup_weight(syn.weight, int(syn.groups), groups)
+    weight = np.ascontiguousarray(torch_weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)).astype(np.int32)
     return dict(weight=weight, stride=syn.stride[::-1], padding=syn.padding[::-1],
-                dilation=syn.dilation[::-1], groups=int(syn.groups))
+                dilation=syn.dilation[::-1], groups=groups)
 
 
 def dense_params(syn: IntSynapse) -> tuple[np.ndarray, int]:
@@ -199,6 +208,7 @@ class LavaGraph:
         log_steps: length of the per-step ring buffers.
         timesteps: T.
         num_samples: N frames in the source.
+        labels: ``id`` of each leaf Lava process → what it is, e.g. "layer 3 ('conv2') synapse 1 (Conv)".
     """
 
     source: Any
@@ -208,6 +218,7 @@ class LavaGraph:
     log_steps: int
     timesteps: int
     num_samples: int
+    labels: dict[int, str]
 
     @property
     def total_steps(self) -> int:
@@ -266,12 +277,15 @@ def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_st
         outputs = {INPUT_SOURCE: source.s_out}   # source index -> OutPort in Lava layout
         delays: dict[tuple[int, int], Any] = {}
         neurons, blocks = [], []
+        labels = {id(source): "the input (FrameSource)"}
 
         def port_for(src: int, delay: int, kind: SynapseKind) -> Any:
             port = outputs[src]
             if delay:
                 if (src, delay) not in delays:
                     d = SpikeDelay(shape=lava_shape(net.source_shape(src)), delay=delay, name=f"delay{src}_{delay}")
+                    origin = "the input" if src == INPUT_SOURCE else f"layer {src}"
+                    labels[id(d)] = f"the {delay}-step delay of {origin} (SpikeDelay)"
                     port.connect(d.s_in)
                     delays[src, delay] = d
                 port = delays[src, delay].s_out
@@ -298,7 +312,10 @@ def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_st
                 block = DenseBlock(shape=shape, neuron_params=neuron_params, bias=bias, weight=w,
                                    weight_exponent=exp, num_weight_bits=8, input_message_bits=bits)
             port_for(main.source, 0, main.kind).connect(block.inp)
-            for syn in layer.synapses[1:]:
+            where = f"layer {i} ({layer.name!r})"
+            labels[id(block.synapse)] = f"{where} synapse 0 ({type(block.synapse).__name__})"
+            labels[id(block.neuron)] = f"{where} neuron (SoftResetIF)"
+            for k, syn in enumerate(layer.synapses[1:], start=1):
                 bits = INPUT_MESSAGE_BITS if syn.source == INPUT_SOURCE else 0
                 if syn.kind is SynapseKind.CONV:
                     synapse = Conv(input_shape=lava_shape(net.source_shape(syn.source)), num_message_bits=bits,
@@ -308,91 +325,69 @@ def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_st
                     synapse = Dense(weights=w, weight_exp=exp, num_weight_bits=8, num_message_bits=bits)
                 port_for(syn.source, i - syn.source - 1, syn.kind).connect(synapse.s_in)
                 synapse.a_out.connect(block.neuron.a_in)
+                labels[id(synapse)] = f"{where} synapse {k} ({type(synapse).__name__})"
             outputs[i] = block.out
             neurons.append(block.neuron)
             blocks.append(block)
-    return LavaGraph(source, neurons, blocks, out_edges, log_steps, timesteps, len(frames))
+    return LavaGraph(source, neurons, blocks, out_edges, log_steps, timesteps, len(frames), labels)
 
 
 # --------------------------------------------------------------------------------------------------
 # Running and stopping
 
-@contextlib.contextmanager
-def _defer_sigint() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends; processes forked inside inherit a handler that ignores it.
+def _describe(actors: list[Any], runtime: Any, labels: dict[int, str]) -> dict[int, str]:
+    """``id`` of each actor (OS process) → the Lava process it runs (its graph label, else its name and class).
 
-    Lava's model processes are forked while the runtime is created; if they received the terminal's
-    SIGINT they would die mid-protocol and ``stop()`` could never finish. With this, only the main
-    process reacts, and it stops the runtime cleanly.
+    Lava forks one actor per ``PyProcessBuilder`` of the executable, in the builders' order, then one per
+    runtime service (lava/magma/runtime/runtime.py:300-328); the runtime services are left out.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(signal.SIGINT, None)   # the default handler raises KeyboardInterrupt here
+    from lava.magma.compiler.builders.py_builder import PyProcessBuilder
+
+    procs = [proc for proc, builder in runtime._executable.proc_builders.items()
+             if isinstance(builder, PyProcessBuilder)]
+    return {id(actor): labels.get(id(proc), f"{proc.name} ({type(proc).__name__})")
+            for actor, proc in zip(actors, procs)}
 
 
-def _alive(actor: Any) -> bool:
-    try:
-        return actor.is_alive()
-    except ValueError:   # a joined and closed multiprocessing.Process
-        return False
+def _failure(actors: list[Any], runtime: Any, labels: dict[int, str], wait_s: float = 0.0) -> LavaError | None:
+    """A ``LavaError`` for the actor that failed (waiting up to ``wait_s`` for one to die), else None.
 
-
-def shutdown(proc: Any, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """Stop the Lava runtime of ``proc`` and make sure none of its OS processes survives.
-
-    A runtime that is started and healthy gets Lava's own ``stop()`` (bounded by ``timeout_s``); a
-    runtime that was never started, that lost a process, or whose stop hangs, has its processes
-    terminated and its shared-memory manager shut down. Safe to call twice or without a runtime.
+    A model process is named before a runtime service (which fails because its model did). The message is
+    one line: the process, the exception type and its first line (or the exit status); the child's traceback
+    is attached as the error's cause (``--debug`` shows it).
     """
-    runtime = getattr(proc, "_runtime", None)
-    if runtime is None:
-        return
-    with _defer_sigint():
-        infra = getattr(runtime, "_messaging_infrastructure", None)
-        actors = list(infra.actors) if infra is not None else []
-        stopped = False
-        if runtime._is_started and actors and all(_alive(a) for a in actors):
-            errors: list[BaseException] = []
-
-            def _stop() -> None:
-                try:
-                    runtime.stop()
-                except BaseException as e:  # noqa: BLE001 - reported by forcing below
-                    errors.append(e)
-            thread = threading.Thread(target=_stop, daemon=True, name="lava-stop")
-            thread.start()
-            thread.join(timeout_s)
-            stopped = not thread.is_alive() and not errors
-        if not stopped:
-            for actor in actors:
-                if _alive(actor):
-                    actor.terminate()
-            for actor in actors:
-                with contextlib.suppress(ValueError, AssertionError):
-                    super(type(actor), actor).join(5.0)
-                if _alive(actor):
-                    actor.kill()
-            if infra is not None and infra.smm is not None:
-                with contextlib.suppress(Exception):
-                    infra.smm.shutdown()
-        runtime._is_started = False   # Runtime.__del__ would call stop() again otherwise
-        runtime._is_running = False
+    deadline = time.monotonic() + wait_s
+    while True:
+        dead = [a for a in actors if not alive(a)]
+        if dead or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    if not dead:
+        return None
+    names = _describe(actors, runtime, labels)
+    named = [(names.get(id(a)), a) for a in dead]
+    named.sort(key=lambda pair: (not pair[1].exception, pair[0] is None))
+    what, actor = named[0]
+    what = what or "the Lava runtime service"
+    if actor.exception:
+        exc, trace = actor.exception
+        text = str(exc).strip().splitlines()
+        err = LavaError(f"Lava process {what} failed: {type(exc).__name__}" + (f": {text[0]}" if text else ""))
+        err.__cause__ = RuntimeError(f"in the Lava process:\n{trace}")
+        return err
+    code = actor.exitcode
+    how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 \
+        else f"exited with status {code}"
+    return LavaError(f"Lava process {what} {how} during the run" + (" (out of memory?)" if code == -9 else ""))
 
 
-def _run_steps(proc: Any, num_steps: int) -> None:
-    """``proc.run(RunSteps(num_steps))``, returning (with the failing model's error) when a Lava process dies.
+def _run_steps(proc: Any, num_steps: int, labels: dict[int, str]) -> None:
+    """``proc.run(RunSteps(num_steps))``; a Lava process that dies or raises becomes one ``LavaError``.
 
     Lava's own blocking run waits forever when one model process raises: its neighbours block on
     the dead process's ports and the runtime service never answers. The run is therefore started
-    non-blocking and the runtime's answer is awaited while the model processes are watched.
+    non-blocking and the runtime's answer is awaited while the model processes are watched; when the
+    runtime service answers with an error instead, the failing process is looked up the same way.
     """
     from lava.magma.core.run_conditions import RunSteps
 
@@ -400,13 +395,15 @@ def _run_steps(proc: Any, num_steps: int) -> None:
     runtime = proc.runtime
     actors = list(runtime._messaging_infrastructure.actors)
     while not all(port.probe() for port in runtime.service_to_runtime):
-        dead = [a for a in actors if not _alive(a)]
-        if dead:
-            failure = next((a.exception for a in dead if a.exception), None)
-            detail = f": {failure[0]!r}\n{failure[1]}" if failure else f" (exit code {dead[0].exitcode})"
-            raise RuntimeError(f"a Lava process died during the run{detail}")
+        failure = _failure(actors, runtime, labels)
+        if failure is not None:
+            raise failure
         time.sleep(POLL_S)
-    runtime.wait()
+    try:
+        runtime.wait()
+    except RuntimeError as err:   # "N Exception(s) occurred": a model raised and its service reported it
+        failure = _failure(actors, runtime, labels, wait_s=2.0)
+        raise (failure or LavaError(f"the Lava runtime failed: {err}")) from None
 
 
 def _run_config(hardware: bool, stock_conv: bool = False) -> Any:
@@ -469,32 +466,6 @@ def _assemble(net: IntNetwork, graph: LavaGraph, logs: _Logs) -> SimResult:
     return SimResult(logits, spikes, synops, [layer.name for layer in net.layers])
 
 
-@contextlib.contextmanager
-def _exit_on_termination() -> Iterator[None]:
-    """While Lava runs, turn SIGTERM and SIGHUP into ``SystemExit`` so the ``finally`` that stops Lava runs.
-
-    By default those signals end Python without unwinding, orphaning every Lava process (``kill``,
-    ``timeout``, a scheduler's limit, a closed terminal). Only the first signal raises, so a second one
-    cannot interrupt the shutdown itself. Outside the main thread handlers cannot be set; nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if not received:
-            received.append(signum)
-            raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: bool, chunk_samples: int,
               progress: bool, stock_conv: bool = False) -> tuple[SimResult, dict[str, float]]:
     """Build, compile, stream all of ``pixels`` through one runtime, read the logs, stop."""
@@ -505,22 +476,24 @@ def _simulate(net: IntNetwork, pixels: np.ndarray, timesteps: int, hardware: boo
     logs = _Logs(np.zeros((len(net.layers), total), dtype=np.int64),
                  [np.zeros((max(1, len(e)), total), dtype=np.int64) for e in graph.out_edges],
                  np.zeros((net.num_classes, total), dtype=np.int64))
-    with _exit_on_termination():
+    completed = False
+    with exit_on_termination():
         try:
             executable = graph.source.compile(_run_config(hardware, stock_conv))
-            with _defer_sigint():
+            with defer_signals(signal.SIGINT), die_with_parent():
                 graph.source.create_runtime(executable=executable)
             compiled = time.perf_counter()
             with tqdm(total=total, desc="loihi" if hardware else "loihi_sim", unit="step",
                       disable=not progress, leave=False) as bar:
                 for first in range(0, total, chunk_steps):
                     n = min(chunk_steps, total - first)
-                    _run_steps(graph.source, n)
+                    _run_steps(graph.source, n, graph.labels)
                     _read_chunk(graph, logs, first, n)
                     bar.update(n)
             finished = time.perf_counter()
-        finally:
-            shutdown(graph.source)
+            completed = True
+        finally:   # Lava's own stop only after a complete run: an interrupted one may be mid-protocol
+            shutdown(graph.source, force=not completed)
     result = _assemble(net, graph, logs)
     run_s = finished - compiled
     return result, {"compile_s": compiled - start, "run_s": run_s, "total_s": time.perf_counter() - start,
@@ -539,6 +512,7 @@ def _prepare(net: IntNetwork, pixels: torch.Tensor | np.ndarray, timesteps: int,
     else:
         require_lava()
     check_timesteps(timesteps)
+    require_lava_compatible(net)
     check_horizon(net, int(timesteps))
     x = check_pixels(torch.as_tensor(pixels), net.input_shape).detach().cpu().numpy()
     return x.astype(np.uint8)
