@@ -15,8 +15,10 @@ def exactness_summary(proofs: Sequence[LayerProof], timesteps: int) -> str:
     merged = sum(len(s.indices) - 1 for s in groups)
     line = (f"fast backend, T ≤ {timesteps}: float32 proven exact (every partial sum ≤ 2^24) for "
             f"{sum(s.float32 for s in groups)} of {len(groups)} synapses and {sum(p.float32 for p in proofs)} of "
-            f"{len(proofs)} membranes; the rest run in float64")
-    return line + (f"; {merged} parallel synapse copies merged" if merged else "")
+            f"{len(proofs)} membranes")
+    rest = len(groups) - sum(s.float32 for s in groups) + len(proofs) - sum(p.float32 for p in proofs)
+    return line + ("; the rest run in float64" if rest else "") + (f"; {merged} parallel synapse copies merged"
+                                                                   if merged else "")
 
 
 def format_exactness(proofs: Sequence[LayerProof]) -> str:
