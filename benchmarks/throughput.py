@@ -10,9 +10,10 @@ backends run interleaved, best of ``--repeats`` rounds, so a busy machine slows 
 trained here (or ``--checkpoint``) and runs on the digits test images; the ResNets have random weights (their
 BatchNorm statistics at the defaults), lowered and quantized like a trained one (``QuantConfig``, proven for
 T ≤ 8), and run on random 8-bit images: the simulators' cost does not depend on the weights' values. Every
-integer run is checked bit for bit against the CPU one (CUDA) and Lava (the Lava row). ``--reference`` adds
-the step-by-step simulator this one replaced (tests/reference_simulator.py). The JSON records the CPU, the
-cores, torch's threads, the load average before and after, and the date.
+integer run is checked bit for bit against the CPU one (CUDA) and Lava (the Lava rows; ``loihi_sim`` is its
+run phase, streaming one compiled network). ``--reference`` adds the step-by-step simulator this one replaced
+(tests/reference_simulator.py; digits and ResNet-20). The JSON records the CPU, the cores, torch's threads,
+the load average before and after, and the date.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, Callable, Sequence
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "throughput.json"
 REFERENCE = Path(__file__).resolve().parent.parent / "tests" / "reference_simulator.py"
 NETS = ("digits", "resnet20", "resnet18")
-DEFAULT_SAMPLES = {"digits": 450, "resnet20": 64, "resnet18": 16}
+DEFAULT_SAMPLES = {"digits": 450, "resnet20": 64, "resnet18": 8}
 
 
 def machine_info() -> dict[str, Any]:
@@ -124,7 +125,7 @@ def network(name: str, checkpoint: Path | None, samples: int, seed: int = 0):
 
 
 def measure_net(name: str, checkpoint: Path | None, samples: int, timesteps: Sequence[int], repeats: int,
-                lava: bool, reference: bool) -> dict[str, Any]:
+                lava: bool, reference: bool, naive: int = 0) -> dict[str, Any]:
     """Every backend on one network and one sample set, for each T; rows with seconds and ratios."""
     import numpy as np
     import torch
@@ -162,6 +163,13 @@ def measure_net(name: str, checkpoint: Path | None, samples: int, timesteps: Seq
             res_lava, timing = run_lava(net, pixels, t)
             best["loihi_sim"] = timing["run_s"]
             checks[f"T={t} loihi_sim bit-exact with fast_cpu"] = _same(res_lava, fast)
+            checks[f"T={t} loihi_sim compile_s"] = round(timing["compile_s"], 2)
+        if naive and t == max(timesteps):   # a fresh network built, compiled, run and stopped per sample
+            from slipsnn.toolchain.backends.lava.runtime import run_lava_naive
+            res_naive, timing = run_lava_naive(net, pixels[:naive], t)
+            best["lava_naive"] = timing["total_s"] * n / naive      # scaled to the other rows' samples
+            checks[f"T={t} lava_naive ({naive} samples) bit-exact with fast_cpu"] = all(
+                np.array_equal(getattr(res_naive, k), getattr(fast, k)[:naive]) for k in ("logits", "spikes"))
         for backend, sec in best.items():
             per_step = sec / best["ann"] / (1 if backend == "ann" else t)    # the ANN does one forward for any T
             rows.append({"net": name, "timesteps": t, "backend": backend, "samples": n, "seconds": sec,
@@ -221,7 +229,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (0: torch's default); 1 is robust when other processes share the cores")
     ap.add_argument("--lava", action="store_true", help="add Lava streaming (loihi_sim, run phase) on digits at max T")
-    ap.add_argument("--reference", action="store_true", help="add the step-by-step simulator this one replaced")
+    ap.add_argument("--naive", type=int, default=0, metavar="N",
+                    help="add naive Lava (compile per sample, N samples, scaled) on digits at max T")
+    ap.add_argument("--reference", action="store_true",
+                    help="add the step-by-step simulator this one replaced (not on ResNet-18: minutes per call)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output (written atomically)")
     args = ap.parse_args(argv)
     import torch
@@ -238,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ckpt = _quick_checkpoint(Path(tmp), args.train_epochs)
         for name in args.nets:
             nets.append(measure_net(name, ckpt, args.samples or DEFAULT_SAMPLES[name], args.timesteps, args.repeats,
-                                    args.lava and name == "digits", args.reference))
+                                    args.lava and name == "digits", args.reference and name != "resnet18",
+                                    args.naive if name == "digits" else 0))
             print(f"[{name} done after {time.perf_counter() - start:.0f} s]", flush=True)
     result = {"benchmark": "throughput", "machine": machine,
               "load_average_after": machine_info().get("load_average_1_5_15min"),
