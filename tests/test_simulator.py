@@ -166,7 +166,8 @@ def test_devices() -> None:
             simulate_int(hand_net(), random_pixels(2, (1, 4, 4), seed=0), 2, device="cuda:0")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.py on the GPU machine)")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU (benchmarks/gpu_check.py on the GPU machine)")
 @pytest.mark.parametrize("factory", FACTORIES + [overflowing_net], ids=lambda f: f.__name__)
 def test_cuda_matches_cpu(factory) -> None:
     net = factory()
