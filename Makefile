@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	@echo "using $(PYTHON310)"
 	test -x $(PY) || $(PYTHON310) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lava]'
 	touch $@
 
 demo: setup

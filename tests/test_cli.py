@@ -137,7 +137,13 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], match: str, files: d
     (["report", "{net}", "--profile", "nochip", "--limit", "4"], "unknown profile 'nochip'"),
     (["export", "{pt}", "-o", "{net}/m.net"], "cannot write"),   # parent is a file
     (["run", "{net}", "--backend", "fast", "--limit", "4", "--json", "{net}/x.json"], "model.net"),
-])
+    (["run", "{net}", "--backend", "fast", "--device", "tpu"], "unknown device 'tpu'; allowed: auto, cpu, cuda"),
+    (["chain", "{pt}", "{net}", "--backend", "fast", "--device", "gpu0"], "unknown device 'gpu0'"),
+    (["analyze", "{pt}", "--device", "cuda:x", "--limit", "4"], "unknown device 'cuda:x'"),
+] + ([] if torch.cuda.is_available() else [
+    (["run", "{net}", "--backend", "fast", "--device", "cuda"], "requested but torch sees no CUDA GPU"),
+    (["report", "{net}", "--device", "cuda:1", "--limit", "4"], "requested but torch sees no CUDA GPU"),
+]))
 def test_user_mistakes_exit_1_with_one_line(args: list[str], match: str, files: dict[str, Path],
                                             tmp_path: Path) -> None:
     res = invoke([a.format(tmp=tmp_path, **files) for a in args])
@@ -171,6 +177,16 @@ def test_export_and_run_succeed(files: dict[str, Path], tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["backend"] == "fast" and doc["samples"] == 8 and doc["timesteps"] == 2
     assert f"accuracy {100 * doc['accuracy']:.2f} %" in res.stdout
+
+
+def test_run_verbose_and_export_state_the_float32_proof(files: dict[str, Path], tmp_path: Path) -> None:
+    res = invoke(["export", files["pt"], "-o", tmp_path / "m.net", "--timesteps", "2"])
+    assert res.exit_code == 0, res.output
+    assert "fast backend, T ≤ 8: float32 proven exact (every partial sum ≤ 2^24) for 4 of 4 synapses and 4 of 4 " \
+           "membranes" in res.stdout
+    res = invoke(["run", files["net"], "--backend", "fast", "--limit", "4", "-v", "--device", "cpu", "--batch-size", "3"])
+    assert res.exit_code == 0, res.output
+    assert "synapses: Σ|W|·x_max (type)" in res.stdout and "T ≤ 2: float32 proven exact" in res.stdout
 
 
 # ------------------------------------------------------------------------------------------ the real scripts

@@ -31,7 +31,7 @@ def _checkpoint(folder: Path, arch: str, seed: int = 0) -> Path:
                            metrics={"ann_accuracy": 0.1})
 
 
-def test_export_run_and_chain_agree(tmp_path: Path) -> None:
+def test_export_run_and_chain_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     net, path = export_checkpoint(_checkpoint(tmp_path, "digits_cnn"), tmp_path / "m.net", timesteps=3)
     res = run_file(path, backend="fast", limit=40)
     doc = res.to_json()
@@ -39,7 +39,12 @@ def test_export_run_and_chain_agree(tmp_path: Path) -> None:
     assert doc["samples"] == 40 and len(doc["predictions"]) == 40
     assert np.array(doc["spikes_per_layer"]).shape == (40, len(net.layers))
     json.dumps(doc)
+    from slipsnn.toolchain import pipeline
+    calls: list[str] = []
+    real = pipeline.run_network
+    monkeypatch.setattr(pipeline, "run_network", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
     chain = accuracy_chain(tmp_path / "model.pt", path, (1, 3), backend="fast", limit=40)
+    assert calls == ["fast"], "chain runs the integer simulator once"
     assert chain["int_snn"] == chain["fast"]
     assert chain["int_snn"][3] == pytest.approx(res.accuracy)
     # the file holds what the export returned

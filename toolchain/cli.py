@@ -22,6 +22,14 @@ ACTIVATIONS = tuple(PRESETS)
 _PATH_IN = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
+def _device_options(fn: Any) -> Any:
+    """``--device`` and ``--batch-size`` of the simulators (the fast backend, the float SNN)."""
+    fn = click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                      help="Samples per simulated batch [default: from the device's free memory].")(fn)
+    return click.option("--device", default="auto", show_default=True,
+                        help="Where the simulators run: cpu, cuda, cuda:N or auto (CUDA when available).")(fn)
+
+
 class SlipsnnCommand(click.Command):
     """A command that turns slipsnn's errors into one-line messages (exit 1) unless ``--debug``."""
 
@@ -114,6 +122,9 @@ def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps:
     click.echo(net.summary())
     click.echo("\nquantization (scale = integer units per threshold; margin = log2 headroom of the 24-bit bound):")
     click.echo(format_quant_report(net))
+    from .backends.exactness import prove_exactness
+    from .show.exactness import exactness_summary
+    click.echo("\n" + exactness_summary(prove_exactness(net, net.max_timesteps), net.max_timesteps))
     if neuron == "cuba":
         click.echo("\nnote: stock CUBA neurons reset to zero; the file equals slipsnn's network only at T=1.")
     click.echo(f"\nwrote {path}")
@@ -130,13 +141,24 @@ def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results as JSON.")
 @click.option("--verify", is_flag=True, help="Run loihi_sim and fast on the same samples and compare them.")
+@_device_options
+@click.option("-v", "--verbose", is_flag=True, help="Show which synapses the fast backend proves exact in float32.")
 def run(network: Path, backend: str, dataset: str | None, timesteps: int | None, limit: int | None,
-        data_root: Path | None, json_path: Path | None, verify: bool, debug: bool) -> None:
+        data_root: Path | None, json_path: Path | None, verify: bool, device: str, batch_size: int | None,
+        verbose: bool, debug: bool) -> None:
     """Run an exported network and print its accuracy and throughput."""
     from .files import atomic_write_json
     from .pipeline import run_file, verify_file
     from .show.runs import mismatch_summary
-    opts = dict(dataset=dataset, timesteps=timesteps, limit=limit, data_root=data_root, progress=True)
+    if verbose and (backend == "fast" or verify):
+        from .backends.exactness import prove_exactness
+        from .pipeline import load_network
+        from .show.exactness import exactness_summary, format_exactness
+        net = load_network(network)
+        proofs = prove_exactness(net, timesteps or net.timesteps)
+        click.echo(format_exactness(proofs) + "\n" + exactness_summary(proofs, timesteps or net.timesteps))
+    opts = dict(dataset=dataset, timesteps=timesteps, limit=limit, data_root=data_root, progress=True,
+                device=device if (backend == "fast" or verify) else None, batch_size=batch_size)
     if verify:
         v = verify_file(network, **opts)
         results, doc = [v.lava, v.fast], {**v.lava.to_json(), "verify": {"fast": v.fast.to_json(),
@@ -183,14 +205,16 @@ def _merge_timesteps(timesteps: tuple[int, ...], more: tuple[int, ...]) -> list[
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the PNG plots.")
+@_device_options
 def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_timesteps: tuple[int, ...],
            backend: str, profiles: tuple[str, ...], limit: int | None, data_root: Path | None,
-           json_path: Path | None, plots_dir: Path | None, debug: bool) -> None:
+           json_path: Path | None, plots_dir: Path | None, device: str, batch_size: int | None, debug: bool) -> None:
     """Accuracy, activity, energy and latency per layer on chip profiles, against the ANN."""
     from .pipeline import report as make_report
     from .show.report import format_report
     rep = make_report(network, dataset, _merge_timesteps(timesteps, more_timesteps), backend=backend, profile=list(profiles),
-                      json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit)
+                      json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit,
+                      device=device if backend == "fast" else None, batch_size=batch_size)
     click.echo(format_report(rep))
     for what, where in (("JSON", json_path), ("plots", plots_dir)):
         if where:
@@ -204,13 +228,16 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="loihi_sim", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @_data_root
+@_device_options
 def chain(checkpoint: Path, network: Path, timesteps: tuple[int, ...], more_timesteps: tuple[int, ...],
-          backend: str, limit: int | None, data_root: Path | None, debug: bool) -> None:
+          backend: str, limit: int | None, data_root: Path | None, device: str, batch_size: int | None,
+          debug: bool) -> None:
     """Accuracy at every stage on the same samples: ANN, float SNN, integer SNN, and a backend."""
     from .pipeline import accuracy_chain
     from .show.runs import format_chain
     click.echo(format_chain(accuracy_chain(checkpoint, network, _merge_timesteps(timesteps, more_timesteps),
-                                           backend=backend, limit=limit, data_root=data_root)))
+                                           backend=backend, limit=limit, data_root=data_root, device=device,
+                                           batch_size=batch_size)))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -236,13 +263,16 @@ for _cmd in (train, export, run, report, chain):
               help="Write the analysis as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the plot (PNG).")
+@_device_options
 def analyze(checkpoint: Path, dataset: str | None, timesteps: int, delta2: tuple[float, ...], limit: int | None,
-            data_root: Path | None, json_path: Path | None, plot_path: Path | None, debug: bool) -> None:
+            data_root: Path | None, json_path: Path | None, plot_path: Path | None, device: str,
+            batch_size: int | None, debug: bool) -> None:
     """Layer-wise conversion error (ANN activation/θ − spikes/T) and how it moves with the initial membrane δ₂."""
     from .pipeline import analyze_conversion
     from .show.analysis import format_analysis, plot_analysis
     from .files import atomic_write_json
-    res = analyze_conversion(checkpoint, timesteps, delta2, limit=limit, data_root=data_root, dataset=dataset)
+    res = analyze_conversion(checkpoint, timesteps, delta2, limit=limit, data_root=data_root, dataset=dataset,
+                             device=device, batch_size=batch_size)
     click.echo(format_analysis(res))
     if json_path:
         atomic_write_json(json_path, res.to_json())

@@ -25,7 +25,7 @@ from .ann.models import ModelConfig
 from .backends.ann_eval import ann_forward
 from .backends.registry import run_network
 from .backends.result import Mismatch, RunResult, compare
-from .backends.simulator import simulate_float, simulate_int
+from .backends.simulator import simulate_float
 from .convert.lower import lower
 from .convert.quantize import QuantConfig, quantize
 from .costs.report import Report, build_report, choose_profiles
@@ -57,7 +57,7 @@ def train_and_evaluate(cfg: "TrainConfig", progress: bool = True,
 
     def evaluate_snn(model: nn.Module, model_cfg: ModelConfig, thetas: dict, x: torch.Tensor,
                      y: torch.Tensor) -> dict[int, float]:
-        return snn_accuracies(model, model_cfg, thetas, x, y, timesteps)
+        return snn_accuracies(model, model_cfg, thetas, x, y, timesteps, device=cfg.device)
 
     metrics = {k: v for k, v in train(cfg, progress, evaluate_snn=evaluate_snn).metrics.items() if k != "history"}
     if cfg.out_dir:
@@ -67,7 +67,7 @@ def train_and_evaluate(cfg: "TrainConfig", progress: bool = True,
 
 def snn_accuracies(model: nn.Module, model_cfg: ModelConfig, thetas: dict[str, float] | None, images: torch.Tensor,
                    labels: torch.Tensor, timesteps: Sequence[int] = (1, 2, 4, 8),
-                   batch_size: int = 256) -> dict[int, float]:
+                   batch_size: int | None = None, device: str | None = "cpu") -> dict[int, float]:
     """Accuracy (fraction) of the converted float SNN after each of ``timesteps`` steps, in one simulation.
 
     Args:
@@ -77,7 +77,8 @@ def snn_accuracies(model: nn.Module, model_cfg: ModelConfig, thetas: dict[str, f
         images: (N, C, H, W), float in [0, 1] with ``images·255`` integral, or uint8 pixels.
         labels: (N,) class labels.
         timesteps: the T values to report; one pass of ``max(timesteps)`` steps serves all.
-        batch_size: samples per simulated batch.
+        batch_size: samples per simulated batch (default: from free memory).
+        device: where the SNN is simulated (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
 
     Example:
         >>> snn_accuracies(res.model, res.model_cfg, res.thetas, x, y)   # doctest: +SKIP
@@ -88,7 +89,7 @@ def snn_accuracies(model: nn.Module, model_cfg: ModelConfig, thetas: dict[str, f
         raise SlipsnnError(f"timesteps {list(timesteps)} must be a non-empty list of integers ≥ 1")
     net = lower(model, model_cfg.input_shape, thetas)   # lower copies the model to the CPU
     pixels = images.to(torch.float32) if images.dtype == torch.uint8 else (images * 255).round()
-    acc = simulate_float(net, pixels, steps[-1], batch_size=batch_size).accuracy(labels.cpu().numpy())
+    acc = simulate_float(net, pixels, steps[-1], batch_size=batch_size, device=device).accuracy(labels.cpu().numpy())
     return {t: float(acc[t - 1]) for t in steps}
 
 
@@ -149,10 +150,13 @@ def network_and_test_data(net_path: str | Path, dataset: str | None = None, data
 
 def run_file(net_path: str | Path, *, backend: str = "loihi_sim", dataset: str | None = None,
              timesteps: int | None = None, limit: int | None = None, data_root: str | Path | None = None,
-             progress: bool = False) -> RunResult:
-    """Run an exported network on a data set's test split (default: the data set it was trained on)."""
+             progress: bool = False, device: str | None = None, batch_size: int | None = None) -> RunResult:
+    """Run an exported network on a data set's test split (default: the data set it was trained on).
+
+    ``device`` and ``batch_size`` apply to the ``fast`` backend (``backends.registry.run_network``).
+    """
     net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
-    return run_network(net, pixels, labels, timesteps, backend, progress)
+    return run_network(net, pixels, labels, timesteps, backend, progress, device=device, batch_size=batch_size)
 
 
 @dataclass(frozen=True)
@@ -166,18 +170,22 @@ class Verification:
 
 def verify_file(net_path: str | Path, *, dataset: str | None = None, timesteps: int | None = None,
                 limit: int | None = None, data_root: str | Path | None = None,
-                progress: bool = False) -> Verification:
-    """Run ``loihi_sim`` and ``fast`` on the same samples and compare them element by element."""
+                progress: bool = False, device: str | None = None, batch_size: int | None = None) -> Verification:
+    """Run ``loihi_sim`` and ``fast`` (on ``device``) on the same samples and compare them element by element."""
     net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
     lava = run_network(net, pixels, labels, timesteps, "loihi_sim", progress)
-    fast = run_network(net, pixels, labels, timesteps, "fast", progress)
+    fast = run_network(net, pixels, labels, timesteps, "fast", progress, device=device, batch_size=batch_size)
     return Verification(lava, fast, compare(lava.sim, fast.sim))
 
 
 def accuracy_chain(checkpoint: str | Path, net_path: str | Path, timesteps: Sequence[int] = (1, 2, 4), *,
                    backend: str = "loihi_sim", limit: int | None = None,
-                   data_root: str | Path | None = None) -> dict[str, dict[int, float] | float]:
+                   data_root: str | Path | None = None, device: str | None = None,
+                   batch_size: int | None = None) -> dict[str, dict[int, float] | float]:
     """Accuracy at every stage on the same test samples: ANN, float SNN, integer SNN (fast), and a backend.
+
+    Each stage runs once, for T = max(timesteps); with ``backend="fast"`` the backend row is the integer SNN's
+    run. ``device`` and ``batch_size`` apply to the simulators (``simulate_float``, ``fast``).
 
     Returns:
         ``{"ann": acc, "float_snn": {T: acc}, "int_snn": {T: acc}, backend: {T: acc}}`` (fractions).
@@ -189,9 +197,10 @@ def accuracy_chain(checkpoint: str | Path, net_path: str | Path, timesteps: Sequ
     t_max, y = max(timesteps), labels.numpy()
     logits = ann_forward(snn, pixels)[-1]
     chain: dict[str, dict[int, float] | float] = {"ann": float((logits.argmax(1) == labels).double().mean())}
-    for name, acc in (("float_snn", simulate_float(snn, pixels, t_max).accuracy(y)),
-                      ("int_snn", simulate_int(net, pixels, t_max).accuracy(y)),
-                      (backend, run_network(net, pixels, labels, t_max, backend).sim.accuracy(y))):
+    int_acc = run_network(net, pixels, labels, t_max, "fast", device=device, batch_size=batch_size).sim.accuracy(y)
+    backend_acc = int_acc if backend == "fast" else run_network(net, pixels, labels, t_max, backend).sim.accuracy(y)
+    for name, acc in (("float_snn", simulate_float(snn, pixels, t_max, batch_size, device=device).accuracy(y)),
+                      ("int_snn", int_acc), (backend, backend_acc)):
         chain[name] = {int(t): float(acc[t - 1]) for t in timesteps}
     return chain
 
@@ -211,7 +220,8 @@ def save_report(report: Report, json_path: str | Path | None = None, plots_dir: 
 def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[int], backend: str = "fast",
            profile: str | Path | Sequence[str | Path] = "loihi2", json_path: str | Path | None = None,
            plots_dir: str | Path | None = None, data_root: str | Path | None = None, limit: int | None = None,
-           ann_profile: str | Path = "gpu45nm", progress: bool = False) -> Report:
+           ann_profile: str | Path = "gpu45nm", progress: bool = False, device: str | None = None,
+           batch_size: int | None = None) -> Report:
     """Load a network file and a test split, run once with T = max(timesteps), report and save.
 
     One run with T = max(timesteps) gives every t ≤ T: the dynamics are causal and restart at every sample.
@@ -229,6 +239,7 @@ def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[
         limit: use only the first ``limit`` test samples.
         ann_profile: profile of the ANN baseline.
         progress: show progress bars.
+        device, batch_size: where and in what batches ``fast`` runs (``backends.registry.run_network``).
 
     Raises:
         SlipsnnError: bad timesteps, no data set, or any error of loading, running or costing.
@@ -243,7 +254,7 @@ def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[
         check_timesteps(t)
     profiles, ann = choose_profiles(profile, ann_profile)
     net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
-    run = run_network(net, pixels, labels, max(ts), backend, progress=progress)
+    run = run_network(net, pixels, labels, max(ts), backend, progress=progress, device=device, batch_size=batch_size)
     rep = build_report(net, run, ts, profiles, ann)
     save_report(rep, json_path, plots_dir)
     return rep
@@ -251,7 +262,8 @@ def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[
 
 def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
                        delta2_values: Sequence[float] = DEFAULT_DELTA2, limit: int | None = None,
-                       data_root: str | Path | None = None, dataset: str | None = None) -> ConversionAnalysis:
+                       data_root: str | Path | None = None, dataset: str | None = None, device: str | None = None,
+                       batch_size: int | None = None) -> ConversionAnalysis:
     """Layer-wise conversion error of a checkpoint on its data set's test split.
 
     Args:
@@ -261,6 +273,7 @@ def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
         limit: use the first ``limit`` test samples (default all; see ``analyze_network`` on memory).
         data_root: folder of the data set files (not needed for digits).
         dataset: evaluate on this data set's test split (default: the checkpoint's).
+        device, batch_size: where and in what batches the float SNN is simulated (``simulate_float``).
 
     Returns:
         The ``ConversionAnalysis``.
@@ -273,4 +286,5 @@ def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
     ckpt = load_checkpoint(checkpoint_path)
     net = convert_checkpoint(ckpt)
     pixels, labels = load_pixels(dataset or ckpt.dataset, "test", data_root, limit)
-    return analyze_network(net, pixels, labels, timesteps, delta2_values, source=str(checkpoint_path))
+    return analyze_network(net, pixels, labels, timesteps, delta2_values, source=str(checkpoint_path), device=device,
+                           batch_size=batch_size)

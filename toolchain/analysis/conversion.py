@@ -161,7 +161,7 @@ def _check_delta2(values: Sequence[float]) -> list[float]:
 
 def analyze_network(net: SpikingNetwork, pixels: torch.Tensor, labels: torch.Tensor | np.ndarray, timesteps: int,
                     delta2_values: Sequence[float] = DEFAULT_DELTA2, *, source: str = "network",
-                    batch_size: int = 256) -> ConversionAnalysis:
+                    batch_size: int | None = None, device: str | None = "cpu") -> ConversionAnalysis:
     """Per-layer conversion error of a lowered network on given samples, at its own δ₂ and across ``delta2_values``.
 
     Args:
@@ -171,7 +171,8 @@ def analyze_network(net: SpikingNetwork, pixels: torch.Tensor, labels: torch.Ten
         timesteps: T ≥ 1.
         delta2_values: initial membranes to try, units of θ, each in (−1, 1).
         source: what to call the network in the result.
-        batch_size: samples per simulated batch.
+        batch_size: samples per simulated batch (default: from free memory).
+        device: where the float SNN is simulated (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
 
     Returns:
         The ``ConversionAnalysis``.
@@ -188,7 +189,7 @@ def analyze_network(net: SpikingNetwork, pixels: torch.Tensor, labels: torch.Ten
     hidden = [i for i, layer in enumerate(net.layers) if layer.spiking]
 
     def measure(variant: SpikingNetwork, delta2: float | None) -> DeltaResult:
-        sim = simulate_float(variant, pixels, int(timesteps), batch_size=batch_size, record_counts=True)
+        sim = simulate_float(variant, pixels, int(timesteps), batch_size=batch_size, record_counts=True, device=device)
         layers = tuple(_layer_error(net.layers[i].name, ann[i], sim.counts[i], int(timesteps)) for i in hidden)
         return DeltaResult(delta2=delta2, snn_accuracy=float(sim.accuracy(y)[-1]), layers=layers)
 

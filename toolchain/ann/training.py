@@ -28,12 +28,12 @@ from .checkpoint import activation_thetas, save_checkpoint
 from ..ir.activation import preset_name
 from ..data.loaders import dataset_info, load_dataset
 from ..errors import ModelError, SlipsnnError
+from ..kernels.device import DEVICES, resolve_device  # noqa: F401  (resolve_device: also this module's API)
 from .models import ARCHS, ModelConfig, build_model
 
 #: ``(model, model_cfg, thetas, test_images, test_labels) -> {T: accuracy}``: how ``train`` scores the converted SNN.
 SnnEvaluator = Callable[[nn.Module, ModelConfig, dict, torch.Tensor, torch.Tensor], dict]
 
-DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_NAME = "model.pt"
 
 # Per-data-set defaults of ``TrainConfig`` (fields left at None).
@@ -195,19 +195,6 @@ class TrainResult:
     metrics: dict
     thetas: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU raises ``SlipsnnError``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SlipsnnError(f"device {name!r} requested but torch sees no CUDA GPU; use --device cpu or auto")
-    index = name.partition(":")[2]
-    if name.startswith("cuda:") and not (index.isdigit() and int(index) < torch.cuda.device_count()):
-        raise SlipsnnError(f"device {name!r}: torch sees {torch.cuda.device_count()} GPU(s), "
-                           f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    return torch.device(name)
 
 
 @contextmanager

@@ -33,3 +33,10 @@ def check_horizon(net: IntNetwork, timesteps: int) -> None:
         except QuantizationError as err:
             raise QuantizationError(f"{err}; the file is proven for T ≤ {net.max_timesteps}: re-export with "
                                     f"--max-timesteps {timesteps}") from None
+
+
+def check_batch_size(batch_size: int) -> int:
+    """Validate a batch size (samples per vectorized batch): an integer ≥ 1."""
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or int(batch_size) < 1:
+        raise SlipsnnError(f"batch size {batch_size!r}: must be an integer ≥ 1")
+    return int(batch_size)

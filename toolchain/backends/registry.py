@@ -31,6 +31,10 @@ BACKENDS: dict[str, str] = {
 }
 
 
+#: Backends that take ``device`` and ``batch_size`` (the others run where they run: Lava on the CPU or the chip).
+DEVICE_BACKENDS = ("fast",)
+
+
 def get_backend(name: str) -> Backend:
     """The run function of backend ``name`` (imported on first use).
 
@@ -44,7 +48,8 @@ def get_backend(name: str) -> Backend:
 
 
 def run_network(net: "IntNetwork", pixels: "torch.Tensor", labels: "torch.Tensor | np.ndarray",
-                timesteps: int | None = None, backend: str = "loihi_sim", progress: bool = False) -> "RunResult":
+                timesteps: int | None = None, backend: str = "loihi_sim", progress: bool = False,
+                device: str | None = None, batch_size: int | None = None) -> "RunResult":
     """Run ``net`` on ``pixels`` with one backend.
 
     Args:
@@ -54,6 +59,9 @@ def run_network(net: "IntNetwork", pixels: "torch.Tensor", labels: "torch.Tensor
         timesteps: T (default: the network's own ``timesteps``).
         backend: one of ``BACKENDS``.
         progress: show progress bars.
+        device: where ``fast`` computes (``cpu``, ``cuda``, ``cuda:N``, ``auto``; default CPU); the Lava
+            backends accept only None, ``cpu`` or ``auto``.
+        batch_size: samples per batch of ``fast`` (default: from free memory).
 
     Example:
         >>> res = run_network(net, pixels, labels, timesteps=4, backend="fast")   # doctest: +SKIP
@@ -64,5 +72,11 @@ def run_network(net: "IntNetwork", pixels: "torch.Tensor", labels: "torch.Tensor
     from .result import RunResult
     run = get_backend(backend)
     t = int(timesteps or net.timesteps)
-    sim, timing = run(net, pixels, t, progress)
+    if backend in DEVICE_BACKENDS:
+        sim, timing = run(net, pixels, t, progress, device=device, batch_size=batch_size)
+    else:
+        if device not in (None, "cpu", "auto"):
+            raise SlipsnnError(f"device {device!r}: the {backend} backend runs Lava on its own hardware; "
+                               f"--device applies to {', '.join(DEVICE_BACKENDS)}")
+        sim, timing = run(net, pixels, t, progress)
     return RunResult(backend, t, sim, np.asarray(labels, dtype=np.int64), timing)

@@ -13,7 +13,6 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torchvision import transforms as T
 
 from ..errors import DataError
 
@@ -54,20 +53,34 @@ class Cutout:
         return f"Cutout(size={self.size})"
 
 
+def _transforms():  # noqa: ANN202 (torchvision's module)
+    """torchvision's transforms, imported on first use: digits trains and every other command runs without it."""
+    try:
+        from torchvision import transforms
+    except Exception as err:   # a torchvision built for another torch fails with RuntimeError, not ImportError
+        raise DataError(f"training augmentation needs torchvision matching torch {torch.__version__} "
+                        f"(pip install torchvision): {err}") from None
+    return transforms
+
+
 def _cifar10() -> Transform:
+    T = _transforms()
     policy = T.AutoAugment(T.AutoAugmentPolicy.CIFAR10)
     return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), policy, Cutout(16)])
 
 
 def _cifar100() -> Transform:
+    T = _transforms()
     return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), Cutout(16)])
 
 
 def _mnist() -> Transform:
+    T = _transforms()
     return T.RandomCrop(28, padding=2)  # no flip: digits are not mirror-symmetric
 
 
 def _tiny_imagenet() -> Transform:
+    T = _transforms()
     return T.Compose([T.RandomCrop(64, padding=8), T.RandomHorizontalFlip()])
 
 

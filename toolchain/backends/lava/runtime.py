@@ -52,7 +52,7 @@ from .preflight import lava_conv_groups, regroup_weight, require_lava_compatible
 INPUT_MESSAGE_BITS = 8        # the image enters as 8-bit graded spikes
 OUTPUT_MESSAGE_BITS = 24      # the accumulating output sends its 24-bit membrane
 POLL_S = 0.005                # how often a running chunk is checked for finished or crashed processes
-LAVA_HINT = "pip install lava-dl==0.6.0 (it brings lava-nc 0.10.0)"
+LAVA_HINT = "install the Lava extra on Python 3.10: pip install 'slipsnn[lava]' (lava-dl 0.6.0 with lava-nc 0.10.0)"
 
 
 # --------------------------------------------------------------------------------------------------
