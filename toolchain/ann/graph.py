@@ -31,6 +31,7 @@ from .models import BasicBlock, Normalize
 LEAF_TYPES: tuple[type, ...] = (SlipReLU, Normalize, BasicBlock)
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # slipsnn's toolchain/
 
 
 class ModelTracer(fx.Tracer):
@@ -63,15 +64,22 @@ def trace(model: nn.Module) -> fx.GraphModule:
 
 
 def source_of(node: fx.Node) -> str:
-    """``file:line `code``` of the user code that made ``node`` (torch's own frames skipped), or ''."""
+    """``file:line `code``` of the user code that made ``node``, or '' when torch's own code made it.
+
+    The innermost frame outside torch is the line of ``forward()`` that called the op; when that frame is
+    slipsnn's own tracer, the op came from a torch container (``nn.Sequential``) and has no line of its own.
+    """
     lines = (node.stack_trace or "").strip().splitlines()
     for i in range(len(lines) - 2, -1, -1):
         line = lines[i].strip()
-        if line.startswith("File ") and _TORCH_DIR not in line:
-            parts = line.split(", ")
-            file = parts[0][len("File "):].strip('"')
-            lineno = parts[1].replace("line ", "") if len(parts) > 1 else "?"
-            return f"{file}:{lineno} `{lines[i + 1].strip()}`"
+        if not line.startswith("File ") or _TORCH_DIR in line:
+            continue
+        if _OWN_DIR in line:
+            return ""
+        parts = line.split(", ")
+        file = parts[0][len("File "):].strip('"')
+        lineno = parts[1].replace("line ", "") if len(parts) > 1 else "?"
+        return f"{file}:{lineno} `{lines[i + 1].strip()}`"
     return ""
 
 

@@ -58,6 +58,7 @@ class _State:
     layers: list[FloatLayer]
     thetas: dict[str, float]
     input_shape: tuple[int, int, int]
+    check_only: bool = False      # a ReLU without θ is fine: calibration will give it one
     source: int = INPUT_SOURCE
     shape: tuple[int, ...] = ()
     theta: float = 1.0            # θ of the current source: 8-bit pixels carry their own value
@@ -112,8 +113,16 @@ def _allowed() -> str:
     return ", ".join(supported_modules())
 
 
+class ModuleRefused(ModelError):
+    """A module that cannot be converted: ``name``, its type ``what`` and the reason ``why`` (fix included)."""
+
+    def __init__(self, name: str, what: str, why: str, where: str = "") -> None:
+        self.name, self.what, self.why, self.where = name, what, why, where
+        super().__init__(f"cannot convert module {name!r} ({what})" + (f" at {where}" if where else "") + f": {why}")
+
+
 def _refuse(name: str, module: nn.Module, why: str) -> ModelError:
-    return ModelError(f"cannot convert module {name!r} ({type(module).__name__}): {why}")
+    return ModuleRefused(name, type(module).__name__, why)
 
 
 @converter(Normalize)
@@ -192,7 +201,13 @@ def _maxpool(st: _State, name: str, m: nn.Module) -> None:
                            "retrain (slipsnn.toolchain.slipify does the swap)")
 
 
-REFUSED.add(nn.MaxPool2d)
+@converter(nn.ReLU6)
+def _relu6(st: _State, name: str, m: nn.Module) -> None:
+    raise _refuse(name, m, "ReLU6 clips at a fixed 6, not at a threshold of the layer; slipsnn.toolchain.slipify "
+                           "makes it a SlipReLU (a clipped, quantized ReLU with a trained θ)")
+
+
+REFUSED.update({nn.MaxPool2d, nn.ReLU6})
 
 
 @converter(nn.Flatten)
@@ -419,6 +434,8 @@ def add_values(st: _State, name: str, a: _Cursor, b: _Cursor) -> _Cursor:
 def _theta_and_params(st: _State, name: str, m: nn.Module) -> tuple[float, SlipParams | None]:
     if isinstance(m, SlipReLU):
         return float(m.theta.detach()), m.current_params()
+    if name not in st.thetas and st.check_only:
+        return 1.0, None
     if name not in st.thetas:
         raise ModelError(f"ReLU {name!r} has no threshold: calibrate θ from data first "
                          "(slipsnn.toolchain.ann.training.calibrate_thresholds)")
@@ -496,14 +513,25 @@ def lower(model: nn.Module, input_shape: tuple[int, int, int], thetas: dict[str,
         [(16, 8, 8), (32, 8, 8), (32, 4, 4), (10,)]
     """
     model = copy.deepcopy(model).cpu().eval()
-    st = _State(layers=[], thetas=dict(thetas or {}), input_shape=tuple(input_shape), shape=tuple(input_shape))
-    # the model sees x = pixel / 255; the first synapse reads the 8-bit pixels themselves
-    st.pending.affine = (np.full(input_shape[0], 1.0 / 255.0), np.zeros(input_shape[0]))
+    st = initial_state(input_shape, thetas)
     if not walkable(model):
         from .trace import lower_graph   # noqa: PLC0415  (trace builds on this module's converters)
         return lower_graph(model, st, meta)
     _convert_module(st, "", model)
     return finish(st, meta)
+
+
+def initial_state(input_shape: tuple[int, int, int], thetas: dict[str, float] | None = None,
+                  check_only: bool = False) -> _State:
+    """The state before the first module: nothing converted, the input normalization pending."""
+    if len(tuple(input_shape)) != 3 or min(int(v) for v in input_shape) < 1:
+        raise ModelError(f"input_shape {tuple(input_shape)} must be (C, H, W) with positive sizes")
+    input_shape = tuple(int(v) for v in input_shape)
+    st = _State(layers=[], thetas=dict(thetas or {}), input_shape=input_shape, shape=input_shape,
+                check_only=check_only)
+    # the model sees x = pixel / 255; the first synapse reads the 8-bit pixels themselves
+    st.pending.affine = (np.full(input_shape[0], 1.0 / 255.0), np.zeros(input_shape[0]))
+    return st
 
 
 def walkable(model: nn.Module) -> bool:

@@ -25,10 +25,14 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..ann.activations import _INEXACT_FUNCTIONS, INEXACT_ACTIVATIONS, SWAPPED_ACTIVATIONS, foldable_pool
 from ..ann.graph import ADD_FUNCTIONS, describe, is_relu, pool_module, source_of, trace
 from ..errors import ModelError
 from ..ir.floating import SpikingNetwork
-from .lower import CONVERTERS, _Cursor, _State, add_values, finish, supported_modules
+from .lower import CONVERTERS, ModuleRefused, _Cursor, _State, add_values, finish, supported_modules
+
+#: the value of a node whose input could not be reproduced after a refusal: later nodes are not checked
+_UNKNOWN = object()
 
 _FLATTEN_METHODS = ("view", "reshape", "flatten")
 _PASS_METHODS = ("contiguous", "clone")
@@ -46,8 +50,9 @@ class NodeRefused(ModelError):
 
     def __init__(self, node: fx.Node, why: str, fix: str = "", what: str | None = None) -> None:
         self.node_name, self.op, self.where, self.why, self.fix = node.name, what or describe(node), source_of(node), why, fix
+        self.module = str(node.target) if node.op == "call_module" else None
         at = f" at {self.where}" if self.where else ""
-        subject = f"module {node.target!r}" if node.op == "call_module" else f"graph node {node.name!r}"
+        subject = f"module {self.module!r}" if self.module is not None else f"graph node {node.name!r}"
         super().__init__(f"cannot convert {subject} ({self.op}){at}: {why}" + (f"; {fix}" if fix else ""))
 
 
@@ -90,6 +95,9 @@ def lower_graph(model: nn.Module, st: _State, meta: dict | None,
     values: dict[fx.Node, Any] = {}
     result: _Cursor | None = None
     for node in gm.graph.nodes:
+        if any(values.get(arg) is _UNKNOWN for arg in node.all_input_nodes):
+            values[node] = _UNKNOWN
+            continue
         try:
             if node.op == "placeholder":
                 if values:
@@ -97,6 +105,8 @@ def lower_graph(model: nn.Module, st: _State, meta: dict | None,
                 values[node] = st.cursor()
             elif node.op == "output":
                 out = node.args[0]
+                if isinstance(out, fx.Node) and values.get(out) is _UNKNOWN:
+                    continue
                 if not isinstance(out, fx.Node) or not isinstance(values.get(out), _Cursor):
                     raise NodeRefused(node, "the model must return one tensor (the logits)")
                 result = values[out]
@@ -106,9 +116,9 @@ def lower_graph(model: nn.Module, st: _State, meta: dict | None,
             if refusals is None:
                 raise
             refusals.append(err)
-            values[node] = _passthrough(node, values)
+            values[node] = _continue_after(gm, st, node, values)
     if refusals is not None:
-        if result is not None:
+        if isinstance(result, _Cursor):
             st.resume(result)
             try:
                 finish(st, meta)
@@ -119,12 +129,19 @@ def lower_graph(model: nn.Module, st: _State, meta: dict | None,
     return finish(st, meta)
 
 
-def _passthrough(node: fx.Node, values: dict[fx.Node, Any]) -> Any:
-    """After a refusal: the value of the node's first tensor input, so that later nodes are still checked."""
-    for arg in node.all_input_nodes:
-        if isinstance(values.get(arg), _Cursor):
-            return values[arg]
-    return None
+def _continue_after(gm: fx.GraphModule, st: _State, node: fx.Node, values: dict[fx.Node, Any]) -> Any:
+    """After a refusal: the value slipify's stand-in would give, else the node's input if the shape is kept."""
+    stand_in = _stand_in(gm, node)
+    if stand_in is not None:
+        try:
+            cur = _run_converter(st, str(node.target), stand_in, _tensor_input(node, values), node)
+        except ModelError:
+            return _UNKNOWN
+        return cur if cur.out_shape == tuple((_out_shape(node) or (None,))[1:]) else _UNKNOWN
+    inputs = [values[a] for a in node.all_input_nodes if isinstance(values.get(a), _Cursor)]
+    if inputs and inputs[0].out_shape == tuple((_out_shape(node) or (None,))[1:]):
+        return inputs[0]
+    return _UNKNOWN
 
 
 def _out_shape(node: fx.Node) -> tuple[int, ...] | None:
@@ -147,12 +164,27 @@ def _run_converter(st: _State, name: str, module: nn.Module, cur: _Cursor, node:
     st.resume(cur)
     try:
         fn(st, name, module)
+    except ModuleRefused as err:
+        if node.op != "call_module":   # a functional call: name the graph node
+            raise NodeRefused(node, err.why) from None
+        raise ModuleRefused(err.name, err.what, err.why, source_of(node)) from None
     except NodeRefused:
         raise
     except ModelError as err:
         where = source_of(node)
         raise ModelError(f"{err}" + (f" (at {where})" if where else "")) from None
     return st.cursor()
+
+
+def _stand_in(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
+    """For checking past a refusal: the module slipify would put there (an average pool, a ReLU), if any."""
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):   # checked against the node's shape by the caller
+            return nn.AvgPool2d(m.kernel_size if foldable_pool(m) else (m.stride or m.kernel_size))
+        return nn.ReLU() if type(m) in INEXACT_ACTIVATIONS or type(m) in SWAPPED_ACTIVATIONS else None
+    name = str(getattr(node.target, "__name__", node.target))
+    return nn.ReLU() if name in _INEXACT_FUNCTIONS and "pool" not in name else None
 
 
 def _convert_node(gm: fx.GraphModule, st: _State, node: fx.Node, values: dict[fx.Node, Any],
