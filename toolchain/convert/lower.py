@@ -379,7 +379,8 @@ def _layer_synapses(st: _State, name: str, synapses: list[FloatSynapse], theta: 
     ``synapses[0]`` is in units of the current source (× ``st.theta``); the others (residual branches)
     already carry their source's θ.
     """
-    scaled = [_scaled(synapses[0], st.theta / theta)] + [_scaled(s, 1.0 / theta) for s in synapses[1:]]
+    scaled = _merge_same_source(name, [_scaled(synapses[0], st.theta / theta)] +
+                                [_scaled(s, 1.0 / theta) for s in synapses[1:]])
     previous = len(st.layers) - 1
     first = [s for s in scaled if s.source == previous]
     if not first:
@@ -387,6 +388,46 @@ def _layer_synapses(st: _State, name: str, synapses: list[FloatSynapse], theta: 
                          f"it (sources {[s.source for s in scaled]}); slipsnn's layers form a chain with residual "
                          "shortcuts, not parallel branches")
     return (first[0], *[s for s in scaled if s is not first[0]])
+
+
+def _merge_same_source(name: str, synapses: list[FloatSynapse]) -> list[FloatSynapse]:
+    """One synapse per source: two from the same layer (a shortcut around one conv) are summed into one.
+
+    Equal geometry sums the weights; an identity (1×1 depthwise, stride 1) folds into the centre tap of a
+    stride-1 "same" conv. Other pairs are refused: the integer IR holds one synapse per source.
+    """
+    merged: list[FloatSynapse] = []
+    for syn in synapses:
+        other = next((m for m in merged if m.source == syn.source), None)
+        if other is None:
+            merged.append(syn)
+            continue
+        merged[merged.index(other)] = _sum_synapses(name, other, syn)
+    return merged
+
+
+def _is_identity(s: FloatSynapse) -> bool:
+    c = s.weight.shape[0]
+    return (s.kind is SynapseKind.CONV and s.weight.shape == (c, 1, 1, 1) and s.groups == c and s.stride == (1, 1)
+            and s.padding == (0, 0))
+
+
+def _sum_synapses(name: str, a: FloatSynapse, b: FloatSynapse) -> FloatSynapse:
+    geometry = lambda s: (s.kind, s.weight.shape, s.stride, s.padding, s.dilation, s.groups)  # noqa: E731
+    if geometry(a) == geometry(b):
+        return FloatSynapse(a.source, a.kind, a.weight + b.weight, a.stride, a.padding, a.dilation, a.groups)
+    conv, ident = (a, b) if _is_identity(b) else (b, a)
+    if _is_identity(ident) and conv.kind is SynapseKind.CONV and conv.groups == 1 and conv.stride == (1, 1) \
+            and conv.dilation == (1, 1) and conv.weight.shape[0] == conv.weight.shape[1] \
+            and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.weight.shape[2:], conv.padding)):
+        w = conv.weight.copy()
+        kh, kw = w.shape[2] // 2, w.shape[3] // 2
+        idx = np.arange(w.shape[0])
+        w[idx, idx, kh, kw] += ident.weight[:, 0, 0, 0]
+        return FloatSynapse(conv.source, conv.kind, w, conv.stride, conv.padding, conv.dilation, conv.groups)
+    raise ModelError(f"cannot convert {name!r}: two of its inputs read layer {a.source} through different "
+                     "geometries; a shortcut must skip at least one layer (as in ResNet blocks) or around a "
+                     "stride-1 'same' convolution")
 
 
 def _scaled(s: FloatSynapse, k: float | np.ndarray) -> FloatSynapse:
