@@ -253,7 +253,7 @@ def _finish_synapse(st: _State, name: str, syn: FloatSynapse, bias: np.ndarray, 
     """Fold the pending input normalization into ``syn`` and make it the pending synapse."""
     p = st.pending
     src_shape = _source_shape(st)
-    out_shape = _out_shape(syn, src_shape)
+    out_shape = syn.output_shape(src_shape)
     bias = np.asarray(bias, dtype=np.float64)
     if p.affine is not None:
         alpha, beta = p.affine
@@ -506,15 +506,6 @@ def _current_chw(st: _State, name: str, m: nn.Module) -> tuple[int, int, int]:
     if len(st.shape) != 3 or st.pending.flatten:
         raise _refuse(name, m, f"needs a (C, H, W) input, got shape {st.shape}")
     return st.shape  # type: ignore[return-value]
-
-
-def _out_shape(syn: FloatSynapse, src: tuple[int, ...]) -> tuple[int, ...]:
-    if syn.kind is SynapseKind.DENSE:
-        return (syn.weight.shape[0],)
-    x = torch.zeros((1, *src), dtype=torch.float64)
-    w = torch.zeros(syn.weight.shape, dtype=torch.float64)
-    return tuple(torch.nn.functional.conv2d(x, w, stride=syn.stride, padding=syn.padding,
-                                            dilation=syn.dilation, groups=syn.groups).shape[1:])
 
 
 def _convert_module(st: _State, name: str, m: nn.Module) -> None:
