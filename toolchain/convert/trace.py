@@ -66,9 +66,10 @@ def traced(model: nn.Module, input_shape: tuple[int, int, int]) -> tuple[fx.Grap
     gm = trace(copy.deepcopy(model).cpu().eval())
     gm.graph.eliminate_dead_code()
     gm.recompile()
+    dtype = next((p.dtype for p in gm.parameters() if p.is_floating_point()), torch.float32)
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
+            ShapeProp(gm).propagate(torch.zeros((1, *input_shape), dtype=dtype))
     except Exception as err:  # a shape mismatch inside the user's forward, reported by torch
         cause = err.__cause__ or err
         first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
