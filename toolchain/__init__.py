@@ -12,6 +12,7 @@ The public API for a user's own model, imported lazily (``import slipsnn.toolcha
 from __future__ import annotations
 
 import importlib
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -26,7 +27,7 @@ _API: dict[str, str] = {
     "lower": ".convert.lower:lower",
     "quantize": ".convert.quantize:quantize",
     "QuantConfig": ".convert.quantize:QuantConfig",
-    "convert": ".pipeline:convert_model",
+    "convert_model": ".pipeline:convert_model",
     "save_model": ".pipeline:save_model",
     "load_model": ".pipeline:load_model",
     "run": ".pipeline:run",
@@ -36,11 +37,25 @@ _API: dict[str, str] = {
     "evaluate_ann": ".ann.training:evaluate_ann",
 }
 
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", "convert", *_API]
+
+
+class ConvertPackage(types.ModuleType):
+    """``slipsnn.toolchain.convert`` is the conversion package and, called, the one-call ``convert_model``.
+
+    The public name ``convert`` and the subpackage ``convert/`` share one attribute of this package (importing
+    the subpackage sets it), so the package itself is callable: ``convert(model, input_shape, timesteps, ...)``
+    is ``pipeline.convert_model(model, input_shape, timesteps, ...)``.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return __getattr__("convert_model")(*args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name on first use (PEP 562), so the CLI and ``--help`` stay fast."""
+    if name == "convert":   # the subpackage, made callable by its own __init__
+        return importlib.import_module(".convert", __name__)
     target = _API.get(name)
     if target is None:
         raise AttributeError(f"module 'slipsnn.toolchain' has no attribute {name!r}")
