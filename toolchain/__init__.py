@@ -33,6 +33,7 @@ _API: dict[str, str] = {
     "run": ".pipeline:run",
     "write_netx": "slipsnn.exporters.netx:write_netx",
     "read_netx": "slipsnn.exporters.netx:read_netx",
+    "fit": ".ann.training:fit",            # the training loop for any model and DataLoader (branch `training`)
     "train_epoch": ".ann.training:train_epoch",
     "evaluate_ann": ".ann.training:evaluate_ann",
 }
