@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from factories import randomize_bn
 from torchvision.models.resnet import BasicBlock as TvBlock
 
 from slipsnn.toolchain.ann.activations import SlipReLU, slipify
@@ -27,17 +28,6 @@ def _line_of(fn, text: str) -> int:
     """Line number in this file of the first line of ``fn`` containing ``text``."""
     lines, start = inspect.getsourcelines(fn)
     return start + next(i for i, line in enumerate(lines) if text in line)
-
-
-def _randomize_bn(model: nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
 
 
 def _max_logit_error(model: nn.Module, shape: tuple[int, int, int], seed: int = 0) -> float:
@@ -95,7 +85,7 @@ class CustomResidual(nn.Module):
 def test_torchvision_style_resnet_lowers_exactly() -> None:
     torch.manual_seed(0)
     model = slipify(TinyTorchvisionResNet(), preset_params("qcfs", L=4), theta=1.0)
-    _randomize_bn(model, 1)
+    randomize_bn(model, 1)
     assert isinstance(model, torch.fx.GraphModule)
     # the shared self.relu of each block became one SlipReLU per call site
     assert sum(isinstance(m, SlipReLU) for m in model.modules()) == 5

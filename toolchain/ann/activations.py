@@ -149,23 +149,23 @@ _INEXACT_FUNCTIONS = ("gelu", "leaky_relu", "leaky_relu_", "prelu", "rrelu", "el
 
 
 @dataclass(frozen=True)
-class Inexact:
-    """A module or call that has no exact spiking counterpart.
+class Problem:
+    """A module or op that will not convert (from ``slipify``'s checks or ``convert.check_convertible``).
 
     Attributes:
-        where: the module's qualified name, or the graph node's name and source line.
-        what: its type or call (``GELU``, ``torch.sigmoid``).
-        why: the reason.
+        where: the module's qualified name, or ``graph node 'x' at file:line `code```.
+        what: its type or call (``GELU``, ``torch.cat``).
+        reason: why it does not convert.
         fix: what to change.
     """
 
     where: str
     what: str
-    why: str
+    reason: str
     fix: str
 
     def __str__(self) -> str:
-        return f"{self.where} ({self.what}): {self.why}; {self.fix}"
+        return f"{self.where} ({self.what}): {self.reason}; fix: {self.fix}"
 
 
 def foldable_pool(m: nn.Module) -> bool:
@@ -178,19 +178,19 @@ def foldable_pool(m: nn.Module) -> bool:
     return tuple(k) == tuple(stride) and tuple(pad) == (0, 0) and dil in (1, (1, 1)) and not m.ceil_mode
 
 
-def inexact_modules(model: nn.Module) -> list[Inexact]:
+def inexact_modules(model: nn.Module) -> list[Problem]:
     """Every module of ``model`` that slipify cannot make exact (activations and pools), by name."""
     found = []
     for name, m in model.named_modules():
         where = name or type(model).__name__
         if type(m) in INEXACT_ACTIVATIONS:
-            found.append(Inexact(where, type(m).__name__, "this activation has no exact spiking counterpart "
+            found.append(Problem(where, type(m).__name__, "this activation has no exact spiking counterpart "
                                  "(an IF neuron's rate is a clipped, quantized ReLU)", INEXACT_ACTIVATIONS[type(m)]))
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and not foldable_pool(m):
-            found.append(Inexact(where, f"{type(m).__name__}({_pool_args(m)})", "overlapping or padded pooling "
+            found.append(Problem(where, f"{type(m).__name__}({_pool_args(m)})", "overlapping or padded pooling "
                                  "does not fold into the next convolution exactly", _POOL_FIX))
         elif isinstance(m, _INEXACT_POOLS):
-            found.append(Inexact(where, type(m).__name__, "this pooling has no exact spiking counterpart", _POOL_FIX))
+            found.append(Problem(where, type(m).__name__, "this pooling has no exact spiking counterpart", _POOL_FIX))
     return found
 
 
@@ -260,7 +260,7 @@ def _is_module_tree(model: nn.Module) -> bool:
     return isinstance(model, LEAF_TYPES) or type(model).__module__.startswith("torch.nn")
 
 
-def _report(problems: list[Inexact], strict: bool) -> None:
+def _report(problems: list[Problem], strict: bool) -> None:
     if not problems:
         return
     if strict:

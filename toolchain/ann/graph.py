@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..errors import ModelError
-from .activations import _INEXACT_FUNCTIONS, Inexact, SlipReLU
+from .activations import _INEXACT_FUNCTIONS, Problem, SlipReLU
 from .models import BasicBlock, Normalize
 
 #: slipsnn modules that stay single graph nodes (besides torch.nn's own modules).
@@ -181,7 +181,7 @@ def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
 ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 
 
-def inexact_calls(gm: fx.GraphModule) -> list[Inexact]:
+def inexact_calls(gm: fx.GraphModule) -> list[Problem]:
     """Function and method calls of ``gm`` with no exact spiking counterpart (``F.gelu``, ``x.sigmoid()``…)."""
     found = []
     for node in gm.graph.nodes:
@@ -189,7 +189,7 @@ def inexact_calls(gm: fx.GraphModule) -> list[Inexact]:
             name = str(getattr(node.target, "__name__", node.target))
             if name in _INEXACT_FUNCTIONS:
                 where = source_of(node)
-                found.append(Inexact(f"graph node {node.name!r}" + (f" at {where}" if where else ""), describe(node),
+                found.append(Problem(f"graph node {node.name!r}" + (f" at {where}" if where else ""), describe(node),
                                      "this call has no exact spiking counterpart",
                                      "use nn.ReLU / F.relu (slipify makes it a SlipReLU) or a non-overlapping pool"))
     return found

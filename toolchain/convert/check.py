@@ -9,12 +9,10 @@ empty list means the model converts (plain ReLUs need only their θ, which calib
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from ..ann.activations import inexact_modules
+from ..ann.activations import Problem, inexact_modules  # noqa: F401  (Problem is part of this API)
 from ..ann.graph import inexact_calls, trace
 from ..ann.models import Normalize
 from ..errors import ModelError
@@ -22,26 +20,6 @@ from .lower import ModuleRefused, initial_state
 from .trace import NodeRefused, lower_graph
 
 GENERIC_FIX = "see docs/byom.md for what converts"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One reason a model would not convert.
-
-    Attributes:
-        where: the module's qualified name, or ``graph node 'x' at file:line `code```.
-        what: the module type or the call (``MaxPool2d``, ``torch.cat``).
-        reason: why it does not convert.
-        fix: what to change.
-    """
-
-    where: str
-    what: str
-    reason: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.where} ({self.what}): {self.reason}; fix: {self.fix}"
 
 
 def _from_refusal(err: ModelError) -> Problem:
@@ -74,10 +52,10 @@ def check_convertible(model: nn.Module, input_shape: tuple[int, int, int]) -> li
         >>> [p.what for p in check_convertible(net, (1, 8, 8))]
         ['GELU']
     """
-    found = [Problem(p.where, p.what, p.why, p.fix) for p in inexact_modules(model)]
+    found = inexact_modules(model)
     refusals: list[ModelError] = []
     try:
-        found += [Problem(p.where, p.what, p.why, p.fix) for p in inexact_calls(trace(model))]
+        found += inexact_calls(trace(model))
         lower_graph(copy.deepcopy(model).cpu().eval(), initial_state(input_shape, check_only=True), None, refusals)
     except ModelError as err:   # untraceable forward(): nothing more can be checked
         refusals.append(err)
