@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.conversion import DIGITS, ConversionAnalysis
+from ..tables import Column, format_table
 from .plots import new_figure, save_figure
 
 
@@ -37,17 +38,18 @@ def format_analysis(res: ConversionAnalysis) -> str:
     own = "per layer" if res.trained.delta2 is None else f"{res.trained.delta2:g}"
     lines.append(f"as converted (initial membrane δ₂ = {own}; SNN accuracy {100 * tr['snn_accuracy']:.2f} %):")
     cols = ("mean", "std", "p5", "p95", "mean|e|", "ANN", "rate")
-    lines.append(f"{'layer':<{width}} {'neurons':>8}" + "".join(f"{c:>10}" for c in cols))
-    for layer in tr["layers"]:
-        vals = (layer["mean"], layer["std"], layer["p5"], layer["p95"], layer["mean_abs"], layer["ann_mean"],
-                layer["rate_mean"])
-        lines.append(f"{layer['name']:<{width}} {layer['neurons']:>8}" + "".join(f"{_fmt(v):>10}" for v in vals))
+    columns = [Column("layer", width, "<"), Column("neurons", 8)] + [Column(c, 10, gap=0) for c in cols]
+    rows = [[layer["name"], layer["neurons"]] + [_fmt(layer[k]) for k in ("mean", "std", "p5", "p95", "mean_abs",
+                                                                           "ann_mean", "rate_mean")]
+            for layer in tr["layers"]]
+    lines += format_table(columns, rows)
     if d["sweep"]:
         lines += ["", "mean error per layer vs initial membrane δ₂ (the trained ANN is unchanged):"]
-        lines.append(f"{'layer':<{width}}" + "".join(f"{'δ₂=' + format(s['delta2'], 'g'):>11}" for s in d["sweep"]))
-        for k, name in enumerate(names):
-            lines.append(f"{name:<{width}}" + "".join(f"{_fmt(s['layers'][k]['mean']):>11}" for s in d["sweep"]))
-        lines.append(f"{'SNN acc %':<{width}}" + "".join(f"{100 * s['snn_accuracy']:>11.2f}" for s in d["sweep"]))
+        columns = [Column("layer", width, "<")] + [Column("δ₂=" + format(s["delta2"], "g"), 11, gap=0)
+                                                   for s in d["sweep"]]
+        rows = [[name] + [_fmt(s["layers"][k]["mean"]) for s in d["sweep"]] for k, name in enumerate(names)]
+        rows.append(["SNN acc %"] + [f"{100 * s['snn_accuracy']:.2f}" for s in d["sweep"]])
+        lines += format_table(columns, rows)
     return "\n".join(lines)
 
 
