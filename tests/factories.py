@@ -201,3 +201,15 @@ def tiny_conv_net() -> IntNetwork:
               IntLayer("out", (2,), (IntSynapse(0, "dense", rng.integers(-20, 20, (2, 32)) * 2),), "ACCUMULATE", 0,
                        np.zeros(2, np.int32), 0, 0, 1.0))
     return IntNetwork((1, 4, 4), layers, timesteps=2, max_timesteps=2, meta={"dataset": "toy"})
+
+
+def randomize_bn(model: torch.nn.Module, seed: int) -> None:
+    """Give every BatchNorm non-trivial running statistics and affine terms (so that folding them is tested)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)

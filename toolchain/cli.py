@@ -72,6 +72,9 @@ _data_root = click.option("--data-root", type=click.Path(file_okay=False, path_t
 @click.option("--delta2", type=click.FloatRange(-1, 1, min_open=True, max_open=True), default=None,
               help="Shift δ₂ of the step part (initial membrane, units of θ).")
 @click.option("--a-learnable", is_flag=True, default=None, help="Train the slope a (kept in [0, 1]).")
+@click.option("--theta0", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Initial threshold θ₀ of every SlipReLU [default per data set: 1 for digits/MNIST, 8 for "
+                   "CIFAR/Tiny-ImageNet; measured in docs/byom.md].")
 @click.option("--arch", default=None, help="Architecture (default per data set): digits_cnn, vgg16, resnet18/20/34.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default per data set).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Initial learning rate.")
@@ -84,7 +87,7 @@ _data_root = click.option("--data-root", type=click.Path(file_okay=False, path_t
               help="Folder for model.pt and metrics.json [default: runs/<dataset>].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(dataset: str, activation: str, a: float | None, L: int | None, delta1: float | None,
-          delta2: float | None, a_learnable: bool | None, arch: str | None, epochs: int | None, lr: float | None,
+          delta2: float | None, a_learnable: bool | None, theta0: float | None, arch: str | None, epochs: int | None, lr: float | None,
           batch_size: int | None, seed: int, width: float | None, device: str, data_root: Path | None,
           out: Path | None, quiet: bool, debug: bool) -> None:
     """Train a SlipReLU (or QCFS / clip / ReLU) ANN and evaluate its converted SNN at T = 1, 2, 4, 8."""
@@ -92,7 +95,7 @@ def train(dataset: str, activation: str, a: float | None, L: int | None, delta1:
     from .ann.training import TrainConfig
     out = out or Path("runs") / dataset
     cfg = TrainConfig.for_dataset(dataset, activation=activation, a=a, L=L, delta1=delta1, delta2=delta2,
-                                  a_learnable=a_learnable, arch=arch, epochs=epochs, lr=lr, batch_size=batch_size,
+                                  a_learnable=a_learnable, theta_init=theta0, arch=arch, epochs=epochs, lr=lr, batch_size=batch_size,
                                   seed=seed, width=width, device=device,
                                   data_root=str(data_root) if data_root else None, out_dir=str(out))
     metrics = train_and_evaluate(cfg, progress=not quiet)
@@ -102,7 +105,7 @@ def train(dataset: str, activation: str, a: float | None, L: int | None, delta1:
 
 
 @click.command(cls=SlipsnnCommand)
-@click.argument("checkpoint", type=_PATH_IN)
+@click.argument("checkpoint", type=_PATH_IN, metavar="MODEL")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Output file [default: model.net beside the checkpoint].")
 @click.option("--timesteps", type=click.IntRange(min=1), default=4, show_default=True,
@@ -114,7 +117,7 @@ def train(dataset: str, activation: str, a: float | None, L: int | None, delta1:
               help="if_soft: slipsnn's soft-reset neuron; cuba: a file stock lava-dl netx loads (exact at T=1).")
 def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps: int | None, neuron: str,
            debug: bool) -> None:
-    """Quantize a checkpoint to Loihi integers and write a lava-dl netx HDF5 file."""
+    """Quantize MODEL (a model.pt checkpoint or a save_model file) to Loihi integers and write a netx HDF5 file."""
     from .pipeline import export_checkpoint
     from .show.quantization import format_quant_report
     net, path = export_checkpoint(checkpoint, output, timesteps=timesteps, max_timesteps=max_timesteps,
@@ -222,7 +225,7 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
 
 
 @click.command(cls=SlipsnnCommand)
-@click.argument("checkpoint", type=_PATH_IN)
+@click.argument("checkpoint", type=_PATH_IN, metavar="MODEL")
 @click.argument("network", type=_PATH_IN)
 @_timesteps_list()
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="loihi_sim", show_default=True)
@@ -251,7 +254,7 @@ for _cmd in (train, export, run, report, chain):
 
 
 @click.command(cls=SlipsnnCommand)
-@click.argument("checkpoint", type=_PATH_IN)
+@click.argument("checkpoint", type=_PATH_IN, metavar="MODEL")
 @_dataset_option(default=None)
 @click.option("--timesteps", type=click.IntRange(min=1), default=4, show_default=True, help="T of the SNN.")
 @click.option("--delta2", "delta2", type=click.FloatRange(-1, 1, min_open=True, max_open=True), multiple=True,

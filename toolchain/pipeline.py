@@ -104,12 +104,155 @@ def convert_checkpoint(ckpt: Checkpoint | str | Path) -> SpikingNetwork:
     return lower(ckpt.model, ckpt.model_cfg.input_shape, ckpt.thetas, meta)
 
 
+def load_converted(path: str | Path) -> SpikingNetwork:
+    """The converted float network of a checkpoint (``model.pt``) or of a model file (``save_model``).
+
+    A model file is read without the model's Python class and without unpickling anything
+    (``slipsnn.exporters.floatnet``); a checkpoint is loaded weights-only and lowered.
+    """
+    from slipsnn.exporters.floatnet import is_float_network, read_float_network
+    return read_float_network(path) if is_float_network(path) else convert_checkpoint(path)
+
+
+def _dataset_of(snn: SpikingNetwork, path: str | Path) -> str:
+    dataset = snn.meta.get("dataset")
+    if not isinstance(dataset, str) or not dataset:
+        raise SlipsnnError(f"{path} does not record its data set; save it with save_model(..., dataset=NAME)")
+    return dataset
+
+
+def _user_meta(model: nn.Module, snn: SpikingNetwork, dataset: str | None, metrics: dict | None) -> dict:
+    from .ir.activation import preset_name
+    acts = [layer.act for layer in snn.layers if layer.spiking]
+    uniform = all(a == acts[0] for a in acts)   # SlipParams compare by value
+    act = acts[0] if uniform else None
+    return {"dataset": dataset, "num_classes": int(snn.layers[-1].shape[0]), "arch": type(model).__name__,
+            "activation": {"preset": preset_name(act) if uniform else "mixed",
+                           "params": act.to_dict() if act is not None else None},
+            "thetas": {layer.name: layer.theta for layer in snn.layers if layer.spiking},
+            "metrics": dict(metrics or {}), "source": "user model", "slipsnn_version": __version__}
+
+
+def lower_model(model: nn.Module, input_shape: tuple[int, int, int], *, dataset: str | None = None,
+                thetas: dict[str, float] | None = None, images: torch.Tensor | None = None,
+                metrics: dict | None = None) -> SpikingNetwork:
+    """A user's trained model as the converted float network, with the provenance the commands read.
+
+    Args:
+        model: any model ``check_convertible`` accepts (``slipify``-ed and trained, or with plain ReLUs).
+        input_shape: (C, H, W) of one image.
+        dataset: the registry name the commands evaluate on (``digits``, ``mnist``, …), stored in ``meta``.
+        thetas: θ of each plain ``nn.ReLU`` by module name; calibrated from ``images`` when missing.
+        images: training images as the model sees them, (N, C, H, W) in [0, 1] (or uint8): for the θ of plain
+            ReLUs and for the check that they are not normalized outside a model without ``Normalize``.
+        metrics: e.g. ``{"ann_accuracy": 0.98}`` (shown by the report).
+    """
+    import warnings
+
+    from .ann.calibration import calibrate_thresholds
+    from .convert.check import input_warning
+    from .data.registry import dataset_info
+    if dataset is not None:
+        dataset_info(dataset)   # a registry name, or a DataError listing them
+    if images is not None:
+        if (why := input_warning(model, images)) is not None:
+            warnings.warn(why, stacklevel=3)
+        if thetas is None and any(isinstance(m, nn.ReLU) for m in model.modules()):
+            thetas = calibrate_thresholds(model, images)
+    snn = lower(model, input_shape, thetas)
+    return SpikingNetwork(snn.input_shape, snn.layers, _user_meta(model, snn, dataset, metrics))
+
+
+def save_model(model: nn.Module | SpikingNetwork, path: str | Path, input_shape: tuple[int, int, int] | None = None,
+               *, dataset: str | None = None, thetas: dict[str, float] | None = None,
+               images: torch.Tensor | None = None, metrics: dict | None = None) -> Path:
+    """Write a user's model as a model file that ``slipsnn-export``, ``chain`` and ``analyze`` accept.
+
+    The file holds the converted float network (arrays + JSON, docs/format.md "The model file"), so it is
+    read back without the model's class and without unpickling. Arguments as ``lower_model``; a
+    ``SpikingNetwork`` is written as it is.
+
+    Example:
+        >>> save_model(model, "runs/mine/model.snn.npz", (1, 28, 28), dataset="mnist")   # doctest: +SKIP
+    """
+    from slipsnn.exporters.floatnet import write_float_network
+    if isinstance(model, SpikingNetwork):
+        snn = model
+    else:
+        if input_shape is None:
+            raise SlipsnnError("save_model needs input_shape=(C, H, W) to convert a torch model")
+        snn = lower_model(model, input_shape, dataset=dataset, thetas=thetas, images=images, metrics=metrics)
+    return write_float_network(snn, path)
+
+
+def load_model(path: str | Path) -> SpikingNetwork:
+    """Read a model file written by ``save_model`` (never runs code from the file)."""
+    from slipsnn.exporters.floatnet import read_float_network
+    return read_float_network(path)
+
+
+def convert_model(model: nn.Module | SpikingNetwork, input_shape: tuple[int, int, int] | None = None,
+                  timesteps: int = 4, *, max_timesteps: int | None = None, neuron: str = "if_soft",
+                  dataset: str | None = None, thetas: dict[str, float] | None = None,
+                  images: torch.Tensor | None = None) -> IntNetwork:
+    """One call from a trained model to the deployable integer network.
+
+    Lowers (``lower_model``), quantizes to Loihi integers and proves the 24-bit bound for ``max_timesteps``.
+
+    Args:
+        model: the trained model (or an already converted ``SpikingNetwork``).
+        input_shape: (C, H, W) of one image (not needed for a ``SpikingNetwork``).
+        timesteps: default T stored in the network.
+        max_timesteps: horizon proven free of 24-bit overflow (default max(``timesteps``, 8)).
+        neuron: ``if_soft`` (slipsnn's neuron) or ``cuba`` (stock netx, exact at T = 1).
+        dataset, thetas, images: as ``lower_model``.
+
+    Returns:
+        The ``IntNetwork``; ``write_netx`` writes it, ``run`` runs it.
+
+    Example:
+        >>> net = convert_model(model, (1, 28, 28), timesteps=4, dataset="mnist")   # doctest: +SKIP
+    """
+    from slipsnn.exporters.netx import QUANT_LIMITS
+    if neuron not in QUANT_LIMITS:
+        raise SlipsnnError(f"unknown neuron {neuron!r}; allowed: {', '.join(QUANT_LIMITS)}")
+    if isinstance(model, SpikingNetwork):
+        snn = model
+    else:
+        if input_shape is None:
+            raise SlipsnnError("convert needs input_shape=(C, H, W) to convert a torch model")
+        snn = lower_model(model, input_shape, dataset=dataset, thetas=thetas, images=images)
+    return quantize(snn, QuantConfig(timesteps, max_timesteps, **QUANT_LIMITS[neuron]))
+
+
+def run(net: IntNetwork | str | Path, images: torch.Tensor, labels: torch.Tensor | np.ndarray,
+        timesteps: int | None = None, backend: str = "fast") -> RunResult:
+    """Run an integer network (or a netx file) on images: accuracy, spikes, timing.
+
+    Args:
+        net: an ``IntNetwork`` (``convert``) or the path of a netx file.
+        images: (N, C, H, W) uint8 pixels, or floats in [0, 1] (as the model saw them; rounded to 8 bits).
+        labels: (N,) class indices.
+        timesteps: T (default: the network's).
+        backend: ``fast`` (slipsnn's simulator), ``loihi_sim`` (Lava), ``loihi``.
+
+    Example:
+        >>> run(net, x_test, y_test, timesteps=4).accuracy   # doctest: +SKIP
+    """
+    net = net if isinstance(net, IntNetwork) else load_network(net)
+    pixels = images.to(torch.float32) if images.dtype == torch.uint8 else (images.to(torch.float32) * 255).round()
+    if float(pixels.min()) < 0 or float(pixels.max()) > 255:
+        raise SlipsnnError(f"images must be uint8 or floats in [0, 1]; got values in [{float(images.min()):.3g}, "
+                           f"{float(images.max()):.3g}] (normalize inside the model, not in the data)")
+    return run_network(net, pixels, labels, timesteps, backend)
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, timesteps: int = 4,
                       max_timesteps: int | None = None, neuron: str = "if_soft") -> tuple[IntNetwork, Path]:
     """Convert, quantize and write a checkpoint as a netx HDF5 file.
 
     Args:
-        checkpoint: path of ``model.pt``.
+        checkpoint: path of ``model.pt``, or of a model file (``save_model``, ``*.snn.npz``).
         out: output path (default: ``model.net`` beside the checkpoint).
         timesteps: default T stored in the file.
         max_timesteps: horizon proven free of 24-bit overflow (default: max(``timesteps``, 8)).
@@ -122,7 +265,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     if neuron not in QUANT_LIMITS:
         raise SlipsnnError(f"unknown neuron {neuron!r}; allowed: {', '.join(QUANT_LIMITS)}")
     cfg = QuantConfig(timesteps, max_timesteps, **QUANT_LIMITS[neuron])
-    net = quantize(convert_checkpoint(checkpoint), cfg)
+    net = quantize(load_converted(checkpoint), cfg)
     path = Path(out) if out is not None else Path(checkpoint).with_name("model.net")
     return net, write_netx(net, path, neuron=neuron)
 
@@ -190,10 +333,9 @@ def accuracy_chain(checkpoint: str | Path, net_path: str | Path, timesteps: Sequ
     Returns:
         ``{"ann": acc, "float_snn": {T: acc}, "int_snn": {T: acc}, backend: {T: acc}}`` (fractions).
     """
-    ckpt = load_checkpoint(checkpoint)
-    snn = convert_checkpoint(ckpt)
+    snn = load_converted(checkpoint)
     net = load_network(net_path)
-    pixels, labels = load_pixels(ckpt.dataset, "test", data_root, limit)
+    pixels, labels = load_pixels(_dataset_of(snn, checkpoint), "test", data_root, limit)
     t_max, y = max(timesteps), labels.numpy()
     logits = ann_forward(snn, pixels)[-1]
     chain: dict[str, dict[int, float] | float] = {"ann": float((logits.argmax(1) == labels).double().mean())}
@@ -267,7 +409,7 @@ def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
     """Layer-wise conversion error of a checkpoint on its data set's test split.
 
     Args:
-        checkpoint_path: a slipsnn ``model.pt``.
+        checkpoint_path: a slipsnn ``model.pt`` or a model file (``save_model``).
         timesteps: T ≥ 1.
         delta2_values: initial membranes (units of θ) for the sweep, each in (−1, 1).
         limit: use the first ``limit`` test samples (default all; see ``analyze_network`` on memory).
@@ -283,8 +425,7 @@ def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
         >>> [round(layer.mean, 3) for layer in res.trained.layers]                         # doctest: +SKIP
         [0.001, -0.004, 0.012]
     """
-    ckpt = load_checkpoint(checkpoint_path)
-    net = convert_checkpoint(ckpt)
-    pixels, labels = load_pixels(dataset or ckpt.dataset, "test", data_root, limit)
+    net = load_converted(checkpoint_path)
+    pixels, labels = load_pixels(dataset or _dataset_of(net, checkpoint_path), "test", data_root, limit)
     return analyze_network(net, pixels, labels, timesteps, delta2_values, source=str(checkpoint_path), device=device,
                            batch_size=batch_size)

@@ -1,19 +1,22 @@
-"""Lowering: a trained torch model → the converted spiking network (``spiking.SpikingNetwork``).
+"""Lowering: a trained torch model → the converted spiking network (``ir.floating.SpikingNetwork``).
 
 Walks the model's modules in order and folds every linear operation into the synapse it feeds:
 input normalization into the first layer (exact, with a per-neuron bias where zero padding meets a
-non-zero mean), BatchNorm into the preceding conv/linear, average pooling into the following
-conv/linear (an average pool followed by a convolution is one strided convolution). Each activation
-closes one spiking layer; the final Linear becomes the non-spiking output layer. Residual blocks add
-their shortcut as a second synapse into the block's output neuron.
+non-zero mean), BatchNorm into the preceding conv/linear, average pooling into the neighbouring conv
+(a pool before a conv is one strided conv with a repeated kernel; a pool after a conv, before its
+activation, is one conv with stride s·k and a summed kernel). Each activation closes one spiking
+layer; the final Linear becomes the non-spiking output layer. Residual blocks (and residual adds of a
+traced model, ``convert.trace``) add their shortcut as extra synapses into the block's output neuron.
 
 Converters live in a ``{module type: function}`` registry (``CONVERTERS``); anything else is refused
-with a message naming the module.
+with a message naming the module. An ``nn.Sequential`` is walked here; any other model (its own
+``forward()``) is traced with torch.fx by ``convert.trace``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -43,6 +46,11 @@ class _Pending:
     shape: tuple[int, ...] | None = None                          # output shape of ``synapse``
     owner: str = ""                                               # "<module>:<op>" that made ``synapse``
     macs: int = 0                                                 # MACs of the original (unfolded) module
+    residual: list[FloatSynapse] = field(default_factory=list)    # added branches, weight × their source θ
+
+    def copy(self) -> "_Pending":
+        """A copy whose lists can change without touching this one (arrays are never changed in place)."""
+        return dataclasses.replace(self, pools=list(self.pools), residual=list(self.residual))
 
 
 @dataclass
@@ -50,10 +58,34 @@ class _State:
     layers: list[FloatLayer]
     thetas: dict[str, float]
     input_shape: tuple[int, int, int]
+    check_only: bool = False      # a ReLU without θ is fine: calibration will give it one
     source: int = INPUT_SOURCE
     shape: tuple[int, ...] = ()
     theta: float = 1.0            # θ of the current source: 8-bit pixels carry their own value
     pending: _Pending = field(default_factory=_Pending)
+
+    def cursor(self) -> "_Cursor":
+        """What flows out of the module just converted (for graphs, where values branch and merge)."""
+        return _Cursor(self.source, self.shape, self.theta, self.pending.copy())
+
+    def resume(self, cur: "_Cursor") -> None:
+        """Continue converting from ``cur`` (a copy, so ``cur`` itself stays usable by other consumers)."""
+        self.source, self.shape, self.theta, self.pending = cur.source, cur.shape, cur.theta, cur.pending.copy()
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """A value of the model being lowered: a source's spikes and the linear map pending on them."""
+
+    source: int
+    shape: tuple[int, ...]
+    theta: float
+    pending: _Pending
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Shape of the tensor this value stands for in the ANN."""
+        return tuple(self.pending.shape) if self.pending.synapse is not None else tuple(self.shape)
 
 
 Converter = Callable[[_State, str, nn.Module], None]
@@ -68,12 +100,29 @@ def converter(*types: type) -> Callable[[Converter], Converter]:
     return register
 
 
+#: Registered types that are only there to be refused with a reason (not "supported").
+REFUSED: set[type] = set()
+
+
+def supported_modules() -> list[str]:
+    """Names of the module types ``lower`` converts, from the registry (refused types left out)."""
+    return sorted({t.__name__ for t in CONVERTERS if t not in REFUSED} | {"Sequential"})
+
+
 def _allowed() -> str:
-    return ", ".join(sorted({t.__name__ for t in CONVERTERS} | {"Sequential"}))
+    return ", ".join(supported_modules())
+
+
+class ModuleRefused(ModelError):
+    """A module that cannot be converted: ``name``, its type ``what`` and the reason ``why`` (fix included)."""
+
+    def __init__(self, name: str, what: str, why: str, where: str = "") -> None:
+        self.name, self.what, self.why, self.where = name, what, why, where
+        super().__init__(f"cannot convert module {name!r} ({what})" + (f" at {where}" if where else "") + f": {why}")
 
 
 def _refuse(name: str, module: nn.Module, why: str) -> ModelError:
-    return ModelError(f"cannot convert module {name!r} ({type(module).__name__}): {why}")
+    return ModuleRefused(name, type(module).__name__, why)
 
 
 @converter(Normalize)
@@ -88,29 +137,77 @@ def _normalize(st: _State, name: str, m: Normalize) -> None:
 
 @converter(nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 def _avgpool(st: _State, name: str, m: nn.Module) -> None:
-    if st.pending.synapse is not None:
-        raise _refuse(name, m, "average pooling between a conv and its activation cannot be folded; "
-                               "place it after the activation")
+    p = st.pending
+    if p.synapse is not None:   # conv → pool → activation: one conv with stride s·k
+        return _pool_after_conv(st, name, m)
     c, h, w = _current_chw(st, name, m)
-    if isinstance(m, nn.AdaptiveAvgPool2d):
-        out = m.output_size if isinstance(m.output_size, tuple) else (m.output_size, m.output_size)
-        if tuple(out) != (1, 1):
-            raise _refuse(name, m, f"only global pooling (output size 1) is supported, got {out}")
-        k = (h, w)
-    else:
-        k = _pair(m.kernel_size)
-        if _pair(m.stride or m.kernel_size) != k or _pair(m.padding) != (0, 0) or m.ceil_mode:
-            raise _refuse(name, m, "only non-overlapping pooling (stride = kernel, no padding) folds exactly")
+    k = _pool_kernel(name, m, (c, h, w))
     if h % k[0] or w % k[1]:
         raise _refuse(name, m, f"input {h}x{w} is not divisible by the pool {k[0]}x{k[1]}")
     st.pending.pools.append(k)
     st.shape = (c, h // k[0], w // k[1])
 
 
+def _pool_kernel(name: str, m: nn.Module, chw: tuple[int, ...]) -> tuple[int, int]:
+    """The (kH, kW) of a non-overlapping average pool over a (C, H, W) input, or a refusal."""
+    if len(chw) != 3:
+        raise _refuse(name, m, f"needs a (C, H, W) input, got shape {chw}")
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        out = m.output_size if isinstance(m.output_size, tuple) else (m.output_size, m.output_size)
+        if tuple(out) != (1, 1):
+            raise _refuse(name, m, f"only global pooling (output size 1) is supported, got {out}")
+        return (int(chw[1]), int(chw[2]))
+    k = _pair(m.kernel_size)
+    if _pair(m.stride or m.kernel_size) != k or _pair(m.padding) != (0, 0) or m.ceil_mode:
+        raise _refuse(name, m, "only non-overlapping pooling (stride = kernel, no padding) folds exactly")
+    return k
+
+
+def _pool_after_conv(st: _State, name: str, m: nn.Module) -> None:
+    """avg-pool(k) after conv(K, s, p) == conv(K + (k−1)·s, s·k, p) with the k² shifted kernels summed / k².
+
+    Exact: the pooled window of output o covers conv outputs k·o … k·o + k − 1, i.e. input rows
+    s·k·o − p … s·k·o − p + (k − 1)·s + K − 1; torch's floor on the pooled size matches the bigger conv's.
+    """
+    p = st.pending
+    k = _pool_kernel(name, m, p.shape)
+    convs = [p.synapse, *p.residual]
+    if any(s.kind is not SynapseKind.CONV or s.dilation != (1, 1) for s in convs):
+        raise _refuse(name, m, "average pooling before the activation folds only into an undilated conv; "
+                               "place it after the activation")
+    merged = [_pooled_conv(s, k) for s in convs]
+    c, h, w = p.shape
+    shape = (c, h // k[0], w // k[1])
+    bias = np.asarray(p.bias, dtype=np.float64)
+    if bias.ndim == 3:   # a per-neuron bias (normalization met zero padding) is pooled like the currents
+        bias = torch.nn.functional.avg_pool2d(torch.as_tensor(bias)[None], k)[0].numpy()
+    p.synapse, p.residual, p.bias, p.shape = merged[0], merged[1:], bias, shape
+    p.owner = f"{p.owner}+pool"
+
+
+def _pooled_conv(s: FloatSynapse, k: tuple[int, int]) -> FloatSynapse:
+    o, i, kh, kw = s.weight.shape
+    (s1, s2), (p1, p2) = s.stride, k
+    w = np.zeros((o, i, kh + (p1 - 1) * s1, kw + (p2 - 1) * s2))
+    for a in range(p1):
+        for b in range(p2):
+            w[:, :, a * s1:a * s1 + kh, b * s2:b * s2 + kw] += s.weight
+    return FloatSynapse(s.source, s.kind, w / (p1 * p2), (s1 * p1, s2 * p2), s.padding, s.dilation, s.groups)
+
+
 @converter(nn.MaxPool2d)
 def _maxpool(st: _State, name: str, m: nn.Module) -> None:
     raise _refuse(name, m, "max-pooling has no exact spiking equivalent; replace it by AvgPool2d and "
-                           "retrain (slipsnn.toolchain.ann.activations.slipify does the swap)")
+                           "retrain (slipsnn.toolchain.slipify does the swap)")
+
+
+@converter(nn.ReLU6)
+def _relu6(st: _State, name: str, m: nn.Module) -> None:
+    raise _refuse(name, m, "ReLU6 clips at a fixed 6, not at a threshold of the layer; slipsnn.toolchain.slipify "
+                           "makes it a SlipReLU (a clipped, quantized ReLU with a trained θ)")
+
+
+REFUSED.update({nn.MaxPool2d, nn.ReLU6})
 
 
 @converter(nn.Flatten)
@@ -118,7 +215,7 @@ def _flatten(st: _State, name: str, m: nn.Module) -> None:
     st.pending.flatten = True
 
 
-@converter(nn.Dropout, nn.Identity)
+@converter(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
 def _skip(st: _State, name: str, m: nn.Module) -> None:
     """Identity at inference."""
 
@@ -135,14 +232,21 @@ def _conv(st: _State, name: str, m: nn.Conv2d) -> None:
     stride, padding, dilation = _pair(m.stride), _pair(m.padding), _pair(m.dilation)
     macs = synapse_macs(FloatSynapse(st.source, SynapseKind.CONV, weight, stride, padding, dilation, m.groups),
                         (c, h, w))
-    for kh, kw in p.pools:  # avg-pool(k) then conv(K, s, p) == conv(K·k, s·k, p·k) with weight/k²
-        if dilation != (1, 1):
-            raise _refuse(name, m, "a dilated conv after average pooling cannot be folded")
-        weight = np.repeat(np.repeat(weight, kh, axis=2), kw, axis=3) / (kh * kw)
-        stride, padding = (stride[0] * kh, stride[1] * kw), (padding[0] * kh, padding[1] * kw)
-    syn = FloatSynapse(st.source, SynapseKind.CONV, weight, stride, padding, dilation, m.groups)
+    if p.pools and dilation != (1, 1):
+        raise _refuse(name, m, "a dilated conv after average pooling cannot be folded")
+    syn = _pools_into_conv(FloatSynapse(st.source, SynapseKind.CONV, weight, stride, padding, dilation, m.groups),
+                           p.pools)
     bias = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(weight.shape[0])
     _finish_synapse(st, f"{name}:{'pool+' if p.pools else ''}conv", syn, bias, macs)
+
+
+def _pools_into_conv(syn: FloatSynapse, pools: list[tuple[int, int]]) -> FloatSynapse:
+    """avg-pool(k) then conv(K, s, p) == conv(K·k, s·k, p·k) with the weight repeated k×k times / k²."""
+    weight, stride, padding = syn.weight, syn.stride, syn.padding
+    for kh, kw in pools:
+        weight = np.repeat(np.repeat(weight, kh, axis=2), kw, axis=3) / (kh * kw)
+        stride, padding = (stride[0] * kh, stride[1] * kw), (padding[0] * kh, padding[1] * kw)
+    return FloatSynapse(syn.source, syn.kind, weight, stride, padding, syn.dilation, syn.groups)
 
 
 def _finish_synapse(st: _State, name: str, syn: FloatSynapse, bias: np.ndarray, macs: int) -> None:
@@ -215,6 +319,7 @@ def _batchnorm(st: _State, name: str, m: nn.Module) -> None:
     w = p.synapse.weight * k.reshape((-1,) + (1,) * (p.synapse.weight.ndim - 1))
     p.synapse = FloatSynapse(p.synapse.source, p.synapse.kind, w, p.synapse.stride, p.synapse.padding,
                              p.synapse.dilation, p.synapse.groups)
+    p.residual = [_scaled(r, k.reshape((-1,) + (1,) * (r.weight.ndim - 1))) for r in p.residual]
     kb = k.reshape((-1,) + (1,) * (p.bias.ndim - 1))
     bb = (beta - mean * k).reshape((-1,) + (1,) * (p.bias.ndim - 1))
     p.bias = p.bias * kb + bb
@@ -226,7 +331,7 @@ def _activation(st: _State, name: str, m: nn.Module) -> None:
     if p.synapse is None:
         raise _refuse(name, m, "an activation must follow a conv or linear layer")
     theta, act = _theta_and_params(st, name, m)
-    _close_layer(st, p.owner, [p.synapse], p.bias, p.shape, theta, act, p.macs)
+    _close_layer(st, p.owner, [p.synapse, *p.residual], p.bias, p.shape, theta, act, p.macs)
 
 
 @converter(BasicBlock)
@@ -261,21 +366,117 @@ def _block(st: _State, name: str, m: BasicBlock) -> None:
 def _close_layer(st: _State, name: str, synapses: list[FloatSynapse], bias: np.ndarray, shape: tuple[int, ...],
                  theta: float, act: SlipParams | None, macs: int) -> None:
     """Turn the pending synapses into a spiking layer with threshold θ (normalized to 1)."""
-    main = _scaled(synapses[0], st.theta / theta)
-    rest = [_scaled(s, 1.0 / theta) for s in synapses[1:]]  # residual synapses already carry their source θ
-    layer = FloatLayer(name=name, shape=tuple(shape), synapses=(main, *rest), bias=bias / theta, spiking=True,
-                       theta=float(theta), act=act, v_init=(act.delta2 if act is not None else 0.5), ann_macs=macs)
+    layer = FloatLayer(name=name, shape=tuple(shape), synapses=_layer_synapses(st, name, synapses, theta),
+                       bias=bias / theta, spiking=True, theta=float(theta), act=act,
+                       v_init=(act.delta2 if act is not None else 0.5), ann_macs=macs)
     st.layers.append(layer)
     st.source, st.shape, st.theta, st.pending = len(st.layers) - 1, tuple(shape), float(theta), _Pending()
 
 
-def _scaled(s: FloatSynapse, k: float) -> FloatSynapse:
+def _layer_synapses(st: _State, name: str, synapses: list[FloatSynapse], theta: float) -> tuple[FloatSynapse, ...]:
+    """The synapses of a new layer of threshold ``theta``, the one from the previous layer first.
+
+    ``synapses[0]`` is in units of the current source (× ``st.theta``); the others (residual branches)
+    already carry their source's θ.
+    """
+    scaled = _merge_same_source(name, [_scaled(synapses[0], st.theta / theta)] +
+                                [_scaled(s, 1.0 / theta) for s in synapses[1:]])
+    previous = len(st.layers) - 1
+    first = [s for s in scaled if s.source == previous]
+    if not first:
+        raise ModelError(f"cannot convert {name!r}: none of its inputs comes from the layer converted just before "
+                         f"it (sources {[s.source for s in scaled]}); slipsnn's layers form a chain with residual "
+                         "shortcuts, not parallel branches")
+    return (first[0], *[s for s in scaled if s is not first[0]])
+
+
+def _merge_same_source(name: str, synapses: list[FloatSynapse]) -> list[FloatSynapse]:
+    """One synapse per source: two from the same layer (a shortcut around one conv) are summed into one.
+
+    Equal geometry sums the weights; an identity (1×1 depthwise, stride 1) folds into the centre tap of a
+    stride-1 "same" conv. Other pairs are refused: the integer IR holds one synapse per source.
+    """
+    merged: list[FloatSynapse] = []
+    for syn in synapses:
+        other = next((m for m in merged if m.source == syn.source), None)
+        if other is None:
+            merged.append(syn)
+            continue
+        merged[merged.index(other)] = _sum_synapses(name, other, syn)
+    return merged
+
+
+def _is_identity(s: FloatSynapse) -> bool:
+    c = s.weight.shape[0]
+    return (s.kind is SynapseKind.CONV and s.weight.shape == (c, 1, 1, 1) and s.groups == c and s.stride == (1, 1)
+            and s.padding == (0, 0))
+
+
+def _sum_synapses(name: str, a: FloatSynapse, b: FloatSynapse) -> FloatSynapse:
+    geometry = lambda s: (s.kind, s.weight.shape, s.stride, s.padding, s.dilation, s.groups)  # noqa: E731
+    if geometry(a) == geometry(b):
+        return FloatSynapse(a.source, a.kind, a.weight + b.weight, a.stride, a.padding, a.dilation, a.groups)
+    conv, ident = (a, b) if _is_identity(b) else (b, a)
+    if _is_identity(ident) and conv.kind is SynapseKind.CONV and conv.groups == 1 and conv.stride == (1, 1) \
+            and conv.dilation == (1, 1) and conv.weight.shape[0] == conv.weight.shape[1] \
+            and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.weight.shape[2:], conv.padding)):
+        w = conv.weight.copy()
+        kh, kw = w.shape[2] // 2, w.shape[3] // 2
+        idx = np.arange(w.shape[0])
+        w[idx, idx, kh, kw] += ident.weight[:, 0, 0, 0]
+        return FloatSynapse(conv.source, conv.kind, w, conv.stride, conv.padding, conv.dilation, conv.groups)
+    raise ModelError(f"cannot convert {name!r}: two of its inputs read layer {a.source} through different "
+                     "geometries; a shortcut must skip at least one layer (as in ResNet blocks) or around a "
+                     "stride-1 'same' convolution")
+
+
+def _scaled(s: FloatSynapse, k: float | np.ndarray) -> FloatSynapse:
     return FloatSynapse(s.source, s.kind, s.weight * k, s.stride, s.padding, s.dilation, s.groups)
+
+
+def add_values(st: _State, name: str, a: _Cursor, b: _Cursor) -> _Cursor:
+    """The sum of two values (a residual add): one pending map whose extra synapses carry the other branch.
+
+    A branch that is already spikes of a layer (an identity shortcut) becomes a 1×1 depthwise synapse of
+    weight 1. Both branches must have the same shape and no pooling or flattening still to fold.
+    """
+    if a.out_shape != b.out_shape:
+        raise ModelError(f"cannot convert graph node {name!r} (add): its inputs have shapes {a.out_shape} and "
+                         f"{b.out_shape}; a residual add needs equal shapes")
+    terms = []
+    for cur in (a, b):
+        p = cur.pending
+        if p.flatten or p.affine is not None or (p.synapse is None and cur.source == INPUT_SOURCE):
+            raise ModelError(f"cannot convert graph node {name!r} (add): each input must be a layer's output "
+                             "(average-pooled or not) or a conv/linear (+BatchNorm) of one; a flattened tensor or "
+                             "the raw image cannot be added")
+        if p.synapse is None:   # an identity shortcut (through the pools still pending): a depthwise synapse
+            if len(cur.shape) != 3:
+                raise ModelError(f"cannot convert graph node {name!r} (add): an identity shortcut needs a "
+                                 f"(C, H, W) layer, got shape {cur.shape}")
+            c = cur.shape[0]
+            ident = _pools_into_conv(FloatSynapse(cur.source, SynapseKind.CONV, np.ones((c, 1, 1, 1)), groups=c),
+                                     p.pools)
+            p = _Pending(synapse=ident, bias=np.zeros(c), shape=cur.shape, owner=f"{name}:identity")
+        terms.append((cur.theta, p))
+    (theta_a, pa), (theta_b, pb) = terms
+    bias = bias_tensor(pa.bias, pa.shape, torch.float64).numpy() + bias_tensor(pb.bias, pb.shape, torch.float64).numpy()
+    if bias.ndim == 3 and bias.shape[1:] == (1, 1):
+        bias = bias[:, 0, 0]
+    elif bias.ndim == 3:
+        bias = np.broadcast_to(bias, pa.shape).copy()
+    # the first branch keeps its source θ on ``synapse``; every other one is pre-scaled by its own
+    rest = [_scaled(r, 1.0) for r in pa.residual] + [_scaled(pb.synapse, theta_b)] + list(pb.residual)
+    merged = _Pending(synapse=pa.synapse, bias=bias, shape=pa.shape, owner=f"{pa.owner}+{pb.owner}",
+                      macs=pa.macs + pb.macs, residual=rest)
+    return _Cursor(a.source, a.shape, theta_a, merged)
 
 
 def _theta_and_params(st: _State, name: str, m: nn.Module) -> tuple[float, SlipParams | None]:
     if isinstance(m, SlipReLU):
         return float(m.theta.detach()), m.current_params()
+    if name not in st.thetas and st.check_only:
+        return 1.0, None
     if name not in st.thetas:
         raise ModelError(f"ReLU {name!r} has no threshold: calibrate θ from data first "
                          "(slipsnn.toolchain.ann.training.calibrate_thresholds)")
@@ -324,8 +525,10 @@ def lower(model: nn.Module, input_shape: tuple[int, int, int], thetas: dict[str,
     """Convert a trained model into the float spiking description.
 
     Args:
-        model: an ``nn.Sequential`` of supported modules (see ``CONVERTERS``), in eval mode or not
-            (BatchNorm running statistics are used). The model is not modified.
+        model: an ``nn.Sequential`` of supported modules (see ``CONVERTERS``), or any model with its own
+            ``forward()`` that torch.fx can trace (``convert.trace``: residual adds, flatten/view,
+            functional relu and pooling), in eval mode or not (BatchNorm running statistics are used).
+            The model is not modified.
         input_shape: (C, H, W) of one image.
         thetas: θ per ``nn.ReLU`` module name, for plain-ReLU models (from calibration).
         meta: provenance stored on the result.
@@ -342,17 +545,43 @@ def lower(model: nn.Module, input_shape: tuple[int, int, int], thetas: dict[str,
         [(16, 8, 8), (32, 8, 8), (32, 4, 4), (10,)]
     """
     model = copy.deepcopy(model).cpu().eval()
-    st = _State(layers=[], thetas=dict(thetas or {}), input_shape=tuple(input_shape), shape=tuple(input_shape))
+    st = initial_state(input_shape, thetas)
+    if not walkable(model):
+        from .trace import lower_graph   # noqa: PLC0415  (trace builds on this module's converters)
+        return lower_graph(model, st, meta)
+    _convert_module(st, "", model)
+    return finish(st, meta)
+
+
+def initial_state(input_shape: tuple[int, int, int], thetas: dict[str, float] | None = None,
+                  check_only: bool = False) -> _State:
+    """The state before the first module: nothing converted, the input normalization pending."""
+    if len(tuple(input_shape)) != 3 or min(int(v) for v in input_shape) < 1:
+        raise ModelError(f"input_shape {tuple(input_shape)} must be (C, H, W) with positive sizes")
+    input_shape = tuple(int(v) for v in input_shape)
+    st = _State(layers=[], thetas=dict(thetas or {}), input_shape=input_shape, shape=input_shape,
+                check_only=check_only)
     # the model sees x = pixel / 255; the first synapse reads the 8-bit pixels themselves
     st.pending.affine = (np.full(input_shape[0], 1.0 / 255.0), np.zeros(input_shape[0]))
-    _convert_module(st, "", model)
+    return st
+
+
+def walkable(model: nn.Module) -> bool:
+    """True when ``model`` is a tree of ``nn.Sequential`` over registered module types (no fx tracing needed)."""
+    if type(model) is nn.Sequential:
+        return all(walkable(child) for child in model.children())
+    return type(model) in CONVERTERS
+
+
+def finish(st: _State, meta: dict | None) -> SpikingNetwork:
+    """Close the pending map as the non-spiking output layer and build the network."""
     p = st.pending
     if p.synapse is None or p.pools or p.flatten:
         raise ModelError("the model must end with a Linear (or conv) layer without activation: "
                          "its outputs are the logits summed over time")
-    out = FloatLayer(name=p.owner, shape=tuple(p.shape), synapses=(_scaled(p.synapse, st.theta),), bias=p.bias,
-                     spiking=False, theta=1.0, act=None, v_init=0.0, ann_macs=p.macs)
-    st.layers.append(out)
-    if len(st.layers) < 2:
+    if not st.layers:
         raise ModelError("the model has no activation: there is nothing to convert into spiking neurons")
-    return SpikingNetwork(input_shape=tuple(input_shape), layers=tuple(st.layers), meta=dict(meta or {}))
+    out = FloatLayer(name=p.owner, shape=tuple(p.shape), synapses=_layer_synapses(st, p.owner, [p.synapse, *p.residual], 1.0),
+                     bias=p.bias, spiking=False, theta=1.0, act=None, v_init=0.0, ann_macs=p.macs)
+    st.layers.append(out)
+    return SpikingNetwork(input_shape=tuple(st.input_shape), layers=tuple(st.layers), meta=dict(meta or {}))
