@@ -6,7 +6,7 @@ The graph holds slipsnn's integers as exactly representable float32 values, in w
 evaluated in graph order, a recurrent edge delayed by one step (as nirtorch and the NIR reference executor do).
 
 * ``input`` (C, H, W) takes the 8-bit pixel values 0..255 at every step.
-* Each synapse is a ``Conv2d`` (bias per channel, ``(C_out,)``) or an ``Affine`` (a dense synapse's weight
+* Each synapse is a ``Conv2d`` (bias per channel, ``(C_out,)``; groups expanded to a block-diagonal kernel) or an ``Affine`` (a dense synapse's weight
   is ``W · 2^weight_exp``), preceded by a ``Flatten(start_dim=0)`` of a (C, H, W) source.
 * ``output`` receives the output layer's per-step input ``a + b``; the class is the argmax of its sum over
   T, which equals slipsnn's ``argmax v`` (``v = v_init + 64 · Σ_t (a_t + b)``).
@@ -40,10 +40,10 @@ import numpy as np
 from slipsnn.toolchain import __version__
 from slipsnn.toolchain.errors import FormatError, SlipsnnError
 from slipsnn.toolchain.files import atomic_write
-from slipsnn.toolchain.ir.formats import INPUT_SOURCE, STATE_SHIFT, SynapseKind
+from slipsnn.toolchain.ir.formats import INPUT_SOURCE, STATE_SHIFT, NirVariant, SynapseKind
 from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
 
-VARIANTS = ("portable", "exact")
+VARIANTS = tuple(v.value for v in NirVariant)
 STEP = 1.0 / (1 << STATE_SHIFT)      # one state unit in weight units: the grid of the membrane
 F32 = np.float32
 
@@ -72,6 +72,23 @@ def _check(net: IntNetwork) -> None:
         raise FormatError(f"output layer {last.name!r} has a per-neuron (C, H, W) bias; allowed for NIR: per channel")
 
 
+def _ungrouped(syn: IntSynapse) -> np.ndarray:
+    """A grouped conv's kernel as the equivalent block-diagonal (C_out, C_in, kH, kW) kernel of groups=1.
+
+    nir 1.0.8 types a Conv2d's input as ``weight.shape[1]`` channels, so a grouped conv fails the type check
+    that ``nir.read`` runs; the zeros cost file size, not exactness.
+    """
+    w, g = syn.weight, syn.groups
+    if g == 1:
+        return w
+    c_out, c_in_g = w.shape[:2]
+    full = np.zeros((c_out, c_in_g * g, *w.shape[2:]), w.dtype)
+    per = c_out // g
+    for k in range(g):
+        full[k * per:(k + 1) * per, k * c_in_g:(k + 1) * c_in_g] = w[k * per:(k + 1) * per]
+    return full
+
+
 class _Builder:
     """Collects nodes and edges; one ``Flatten`` per (C, H, W) source that a dense synapse reads."""
 
@@ -97,9 +114,9 @@ class _Builder:
         """``syn`` (with a per-channel ``bias`` in weight units) as node ``name`` feeding ``target``."""
         src_shape = self.net.source_shape(syn.source)
         if syn.kind is SynapseKind.CONV:
-            self.nodes[name] = self.nir.Conv2d(input_shape=tuple(src_shape[1:]), weight=_f32(syn.weight),
+            self.nodes[name] = self.nir.Conv2d(input_shape=tuple(src_shape[1:]), weight=_f32(_ungrouped(syn)),
                                                stride=syn.stride, padding=syn.padding, dilation=syn.dilation,
-                                               groups=syn.groups, bias=_f32(bias))
+                                               groups=1, bias=_f32(bias))
             self.edges.append((self.source_node(syn.source), name))
         else:
             self.nodes[name] = self.nir.Affine(weight=_f32(syn.weight.astype(np.float64) * 2.0 ** syn.weight_exp),
@@ -153,7 +170,14 @@ def to_nir(net: IntNetwork, variant: str = "exact") -> Any:
     for i, layer in enumerate(net.layers):
         bias_c, d = _split_bias(layer)
         if not layer.spiking:
-            b.synapses(i, layer, bias_c, "output")
+            if len(layer.synapses) == 1:
+                b.synapses(i, layer, bias_c, "output")
+                continue
+            # several edges into an Output become several outputs in nirtorch: sum them in an identity Affine
+            n = layer.num_neurons
+            b.nodes[f"L{i}.sum"] = nir.Affine(weight=np.eye(n, dtype=F32), bias=np.zeros(n, F32))
+            b.edges.append((f"L{i}.sum", "output"))
+            b.synapses(i, layer, bias_c, f"L{i}.sum")
             continue
         theta = float(layer.threshold)
         vth = theta - STEP - layer.v_init * STEP           # v_init folded: the membrane holds v − v_init
@@ -174,9 +198,7 @@ def to_nir(net: IntNetwork, variant: str = "exact") -> Any:
             "max_timesteps": net.max_timesteps, "input": "8-bit pixels 0..255 every step",
             "output": "the output layer's per-step input; class = argmax of its sum over T",
             "slipsnn_meta": json.dumps(net.meta)}
-    # nir's Conv2d types a grouped conv's input as weight.shape[1] channels: check types only without groups
-    grouped = any(s.groups > 1 for L in net.layers for s in L.synapses)
-    return nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata=meta, type_check=not grouped)
+    return nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata=meta)
 
 
 def write_nir(net: IntNetwork, path: str | Path, variant: str = "exact") -> Path:

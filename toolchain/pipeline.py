@@ -126,6 +126,30 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     return net, write_netx(net, path, neuron=neuron)
 
 
+def export_nir(source: str | Path, out: str | Path | None = None, *, variant: str = "exact", timesteps: int = 4,
+               max_timesteps: int | None = None) -> tuple[IntNetwork, Path]:
+    """Write a checkpoint or an existing slipsnn .net as a NIR graph (``exporters.nir``).
+
+    Args:
+        source: ``model.pt`` (quantized without a dense weight exponent, which NIR cannot floor) or a
+            slipsnn ``.net`` (its integers as they are).
+        out: output path (default: ``model.nir`` beside ``source``).
+        variant: ``portable`` (IF only, exact at T = 1) or ``exact`` (slipsnn at every T).
+        timesteps, max_timesteps: as in ``export_checkpoint`` (checkpoints only).
+
+    Returns:
+        The integer network and the written path.
+    """
+    from slipsnn.exporters.nir import write_nir
+    source = Path(source)
+    if source.suffix == ".net":
+        net = load_network(source)
+    else:
+        net = quantize(convert_checkpoint(source), QuantConfig(timesteps, max_timesteps, dense_weight_exp=False))
+    path = Path(out) if out is not None else source.with_name("model.nir")
+    return net, write_nir(net, path, variant)
+
+
 def load_network(path: str | Path) -> IntNetwork:
     """Read an exported network file (netx HDF5 with slipsnn's neuron)."""
     from slipsnn.exporters.netx import read_netx
