@@ -39,7 +39,7 @@ NETS = {"hand": hand_net, "digits": digits_net, "per_neuron_bias": file_chain_ne
 def slipsnn_membrane(net: IntNetwork, x: torch.Tensor, timesteps: int) -> np.ndarray:
     """The output layer's membrane after each step (N, T, classes), state units."""
     res = simulate_int(net, x, timesteps)
-    return res.logits * net.layers[-1].scale * 64
+    return np.round(res.logits * net.layers[-1].scale * 64)   # v is an integer: undo the float division
 
 
 def nir_membrane(net: IntNetwork, out: np.ndarray) -> np.ndarray:
