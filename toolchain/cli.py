@@ -151,6 +151,8 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
         v = verify_file(network, **opts)
         results, doc = [v.lava, v.fast], {**v.lava.to_json(), "verify": {"fast": v.fast.to_json(),
                                                                          "mismatches": v.mismatch.total}}
+    elif stock := _stock_run(network, backend, opts):
+        results, doc = [stock.run], {**stock.run.to_json(), "if_soft_agreement": stock.agreement}
     else:
         res = run_file(network, backend=backend, **opts)
         results, doc = [res], res.to_json()
@@ -166,6 +168,21 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
         click.echo(mismatch_summary(v.mismatch))
         if v.mismatch.total:
             raise SystemExit(1)
+
+
+def _stock_run(network: Path, backend: str, opts: dict) -> Any:
+    """A stock netx file (``--neuron cuba``, slayer) runs through stock netx; prints its agreement with the
+    if_soft twin. None for a slipsnn if_soft file."""
+    from slipsnn.exporters.stock_netx import is_stock_netx
+    from .pipeline import run_stock_file
+    if not is_stock_netx(network):
+        return None
+    stock = run_stock_file(network, backend=backend, **{k: v for k, v in opts.items() if k != "progress"})
+    if stock.twin is not None:
+        click.echo(f"stock netx vs the if_soft network of the same checkpoint: same class on "
+                   f"{100 * stock.agreement:.2f} % of {len(stock.run.labels)} samples at T={stock.run.timesteps} "
+                   f"(if_soft accuracy {100 * stock.twin.accuracy:.2f} %)")
+    return stock
 
 
 def _timesteps_list() -> Any:

@@ -174,9 +174,71 @@ def network_and_test_data(net_path: str | Path, dataset: str | None = None, data
 def run_file(net_path: str | Path, *, backend: str = "loihi_sim", dataset: str | None = None,
              timesteps: int | None = None, limit: int | None = None, data_root: str | Path | None = None,
              progress: bool = False) -> RunResult:
-    """Run an exported network on a data set's test split (default: the data set it was trained on)."""
+    """Run an exported network on a data set's test split (default: the data set it was trained on).
+
+    A stock netx file (CUBA neurons: ``--neuron cuba`` or slayer's) runs through unmodified lava-dl netx
+    (``run_stock_file``) on ``loihi_sim``."""
+    from slipsnn.exporters.stock_netx import is_stock_netx
+    if is_stock_netx(net_path):
+        return run_stock_file(net_path, backend=backend, dataset=dataset, timesteps=timesteps, limit=limit,
+                              data_root=data_root).run
     net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
     return run_network(net, pixels, labels, timesteps, backend, progress)
+
+
+@dataclass(frozen=True)
+class StockRun:
+    """A stock netx file run through stock netx, and (for a slipsnn ``cuba`` export) its ``if_soft`` twin.
+
+    Attributes:
+        run: the stock netx run (backend ``loihi_sim``).
+        twin: the same checkpoint quantized for ``if_soft`` and run in the fast simulator; None when the
+            file names no readable checkpoint.
+        agreement: share of samples whose class equals the twin's (None without a twin).
+    """
+
+    run: RunResult
+    twin: RunResult | None
+    agreement: float | None
+
+
+def run_stock_file(net_path: str | Path, *, backend: str = "loihi_sim", dataset: str | None = None,
+                   timesteps: int | None = None, limit: int | None = None,
+                   data_root: str | Path | None = None) -> StockRun:
+    """Run a stock netx file through stock lava-dl netx at T steps per sample (``backends.lava.stock_netx``).
+
+    The ``if_soft`` twin is rebuilt from the checkpoint a slipsnn ``cuba`` file records (same T and
+    horizon) and run in the fast simulator on the same samples; at T = 1 the two agree exactly, at T > 1
+    the stock CUBA's reset to zero makes them differ and ``agreement`` says by how much.
+
+    Raises:
+        SlipsnnError: a backend other than ``loihi_sim``; no data set recorded or given.
+    """
+    from slipsnn.exporters.stock_netx import describe_stock_netx
+    from .backends.lava.stock_netx import run_stock_netx
+    if backend != "loihi_sim":
+        raise SlipsnnError(f"{net_path} is a stock netx file: it runs on backend 'loihi_sim' (stock lava-dl "
+                           f"netx), not {backend!r}")
+    info = describe_stock_netx(net_path)
+    dataset = dataset or info.meta.get("dataset")
+    if not dataset:
+        raise SlipsnnError(f"{net_path} does not record its data set; name one (--dataset)")
+    t = check_timesteps(timesteps or info.timesteps or 1)
+    pixels, labels = load_pixels(dataset, "test", data_root, limit)
+    x = pixels.numpy().astype(np.int64)
+    if info.input_bits == 0:
+        x = (x > 0).astype(np.int64)   # binary input: a spike where the pixel is non-zero
+    sim, timing = run_stock_netx(net_path, x, t, info.input_bits, info.layers[-1].scale,
+                                 [layer.name for layer in info.layers])
+    run = RunResult(backend, t, sim, labels.numpy().astype(np.int64), timing)
+    ckpt = info.meta.get("checkpoint")
+    if info.writer != "slipsnn" or not ckpt or not Path(ckpt).is_file():
+        return StockRun(run, None, None)
+    from slipsnn.exporters.netx import QUANT_LIMITS
+    horizon = max(t, int(info.max_timesteps or 1))   # the horizon the file was quantized for: same integers
+    twin_net = quantize(convert_checkpoint(ckpt), QuantConfig(1, horizon, **QUANT_LIMITS["cuba"]))
+    twin = run_network(twin_net, pixels, labels, t, "fast")
+    return StockRun(run, twin, float((twin.sim.predictions() == sim.predictions()).mean()))
 
 
 @dataclass(frozen=True)

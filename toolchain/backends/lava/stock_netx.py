@@ -24,22 +24,26 @@ from typing import Any
 
 import numpy as np
 
+from ..result import SimResult
 from .runtime import require_lava, shutdown
 
 
-def stock_netx_membranes(path: str | Path, pixels: np.ndarray, timesteps: int,
-                         input_bits: int = 8) -> tuple[np.ndarray, dict[str, float]]:
-    """The output block's membrane after T steps of each sample, from stock netx.
+def run_stock_netx(path: str | Path, pixels: np.ndarray, timesteps: int, input_bits: int = 8,
+                   scale: float = 1.0, names: list[str] | None = None) -> tuple[SimResult, dict[str, float]]:
+    """Run a stock netx file on ``pixels``, T steps per sample, in one compile and one run.
 
     Args:
         path: a netx HDF5 file whose neurons stock netx knows (CUBA).
         pixels: (N, C, H, W) input values (0..255 for 8-bit graded input, 0/1 for binary input).
         timesteps: T, steps per sample.
         input_bits: ``input_message_bits`` of the network (8: graded pixels; 0: binary spikes).
+        scale: the output layer's weight units per normalized unit (logits = v / (64 · scale)).
+        names: layer names for the result (default: netx's block names).
 
     Returns:
-        (v, timing): v (N, *output shape in netx's (x, y, f) order, squeezed to (N, classes) for a dense
-        output), in Lava's state units; timing with ``compile_run_s``.
+        (result, timing): ``SimResult`` with the output block's ``v`` after each step of each sample as
+        logits (Lava's v: the IR's v − v_init for a slipsnn file) and each block's spikes per step;
+        ``synops`` are not measured here (zeros). timing: ``compile_run_s``, ``samples_per_s``.
     """
     require_lava()
     from lava.lib.dl.netx import hdf5
@@ -59,16 +63,26 @@ def stock_netx_membranes(path: str | Path, pixels: np.ndarray, timesteps: int,
         frames[..., i * t:(i + 1) * t] = xyz[i][..., None]
     source = RingBuffer(data=frames)
     source.s_out.connect(net.inp)
-    monitor = Monitor()
     out = net.layers[-1].neuron
-    monitor.probe(out.v, steps)
+    monitors = [Monitor() for _ in range(depth)]
+    monitors[-1].probe(out.v, steps)
+    for m, block in zip(monitors[:-1], net.layers[:-1]):
+        m.probe(block.neuron.s_out, steps)
     start = time.perf_counter()
     try:
         net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        data = monitor.get_data()
+        data = [m.get_data() for m in monitors]
     finally:
         shutdown(net)
-    record = np.asarray(data[out.name]["v"])                # (steps, *shape)
-    at = np.arange(n) * t + t + depth - 1                   # step nT + T + depth, 1-based
-    v = record[at].reshape(n, -1)
-    return v, {"compile_run_s": time.perf_counter() - start}
+    elapsed = time.perf_counter() - start
+    # block k sees step τ = 1..T of sample n at (0-based) step nT + k + τ
+    at = lambda k: (np.arange(n)[:, None] * t + k + np.arange(1, t + 1)[None, :])  # noqa: E731
+    v = np.asarray(data[-1][out.name]["v"], np.float64).reshape(steps, -1)
+    logits = v[at(depth - 1)] / (64.0 * scale)               # (N, T, classes)
+    spikes = np.zeros((n, depth, t), np.int64)
+    for k, block in enumerate(net.layers[:-1]):
+        record = np.asarray(data[k][block.neuron.name]["s_out"]).reshape(steps, -1)
+        spikes[:, k] = (record[at(k)] != 0).sum(axis=2)
+    names = names or [block.name for block in net.layers]
+    return (SimResult(logits, spikes, np.zeros_like(spikes), names),
+            {"compile_run_s": elapsed, "samples_per_s": n / elapsed})
