@@ -15,8 +15,26 @@ import h5py
 import numpy as np
 
 from slipsnn.toolchain.errors import FormatError
+from slipsnn.toolchain.ir.formats import SynapseKind
 
 STOCK_NEURONS = ("CUBA",)
+
+
+@dataclass(frozen=True, eq=False)
+class StockSynapse:
+    """A block's synapse as the connectivity counts read it (``ir.geometry.SynapseLike``); weights as stored.
+
+    A slayer conv kernel is (out, in, kx, ky) where slipsnn's is (out, in, kH, kW): for the square kernels
+    and symmetric geometry slayer's blocks use, the counts are the same.
+    """
+
+    source: int
+    kind: SynapseKind
+    weight: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -27,12 +45,14 @@ class StockLayer:
         name: the group name (``layer/<g>``) or slipsnn's layer name.
         kind: ``conv`` or ``dense``.
         shape: neuron shape, (C, H, W) or (N,).
+        synapse: the block's incoming synapse (source = previous block, −1 for the input).
         scale: integer weight units per normalized unit (slipsnn files; 1.0 for others).
     """
 
     name: str
     kind: str
     shape: tuple[int, ...]
+    synapse: StockSynapse
     scale: float = 1.0
 
 
@@ -82,8 +102,28 @@ def is_stock_netx(path: str | Path) -> bool:
     return bool(kinds) and all(k in STOCK_NEURONS for k in kinds)
 
 
-def describe_stock_netx(path: str | Path) -> StockNetwork:
+def _pair(g: h5py.Group, key: str, default: int) -> tuple[int, int]:
+    if key not in g:
+        return (default, default)
+    v = np.asarray(g[key][()]).reshape(-1)
+    return (int(v[0]), int(v[-1]))
+
+
+def _synapse(g: h5py.Group, kind: str, source: int) -> StockSynapse:
+    weight = np.asarray(g["weight"][()])
+    if kind == "dense":
+        return StockSynapse(source, SynapseKind.DENSE, weight.reshape(weight.shape[0], -1))
+    return StockSynapse(source, SynapseKind.CONV, weight.reshape(weight.shape[:4]), _pair(g, "stride", 1),
+                        _pair(g, "padding", 0), _pair(g, "dilation", 1), int(g["groups"][()]) if "groups" in g else 1)
+
+
+def describe_stock_netx(path: str | Path, input_shape: tuple[int, int, int] | None = None) -> StockNetwork:
     """The layer stack of a stock netx file.
+
+    Args:
+        path: the file.
+        input_shape: (C, H, W) of the input for a file without an ``input`` group (slayer writes none);
+            ignored when the file has one.
 
     Raises:
         FormatError: not a netx file, no input shape, a block without ``shape``, a neuron stock netx
@@ -95,9 +135,14 @@ def describe_stock_netx(path: str | Path) -> StockNetwork:
             groups = [h["layer"][k] for k in sorted(h["layer"], key=int)]
             meta = h.get("slipsnn")
             shape_of = lambda g: tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1))  # noqa: E731
-            input_shape = shape_of(groups[0])
+            has_input = _text(groups[0]["type"]) == "input"
+            if has_input:
+                input_shape = shape_of(groups[0])
+            elif input_shape is None:
+                raise FormatError("the file has no input group (slayer writes none): give the input shape")
+            input_shape = tuple(int(v) for v in input_shape)
             layers = []
-            for k, g in enumerate(groups[1:], start=1):
+            for k, g in enumerate(groups[1:] if has_input else groups, start=1 if has_input else 0):
                 kind = _text(g["type"])
                 if kind in ("flatten", "input"):
                     continue
@@ -107,7 +152,8 @@ def describe_stock_netx(path: str | Path) -> StockNetwork:
                 shape = shape_of(g)
                 shape = shape[:1] if len(shape) == 3 and shape[1:] == (1, 1) and kind == "dense" else shape
                 name = _text(g["name"]) if "name" in g else f"layer/{k}"
-                layers.append(StockLayer(name, kind, shape, float(g["scale"][()]) if "scale" in g else 1.0))
+                layers.append(StockLayer(name, kind, shape, _synapse(g, kind, len(layers) - 1),
+                                         float(g["scale"][()]) if "scale" in g else 1.0))
             info = json.loads(_text(meta["meta_json"])) if meta is not None else {}
             input_bits = int(meta["input_bits"][()]) if meta is not None else 0
             timesteps = int(meta["timesteps"][()]) if meta is not None else None
@@ -116,7 +162,7 @@ def describe_stock_netx(path: str | Path) -> StockNetwork:
         raise FormatError(f"{path}: {e}") from e
     except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
         raise FormatError(f"{path}: not a readable stock netx file ({type(e).__name__}: {e})") from e
-    if len(input_shape) != 3 or not layers:
+    if len(input_shape) != 3 or not layers:  # noqa: PLR2004
         raise FormatError(f"{path}: layer/0/shape {input_shape} must be (C, H, W) and at least one block must follow")
     return StockNetwork(input_shape, tuple(layers), input_bits, timesteps, horizon, info,
                         "slipsnn" if meta is not None else "other")

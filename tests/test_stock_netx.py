@@ -12,6 +12,7 @@ import torch
 from factories import file_chain_net
 from slipsnn.exporters.netx import _cuba_vth, write_netx
 from slipsnn.exporters.stock_netx import describe_stock_netx, is_stock_netx
+from slipsnn.toolchain.errors import FormatError
 from slipsnn.toolchain.ir.integer import IntNetwork
 from slipsnn.toolchain.kernels.synapse import apply_synapse
 
@@ -70,3 +71,75 @@ def test_stock_netx_runs_a_cuba_file_at_every_step_of_t3(tmp_path: Path) -> None
     assert not len(bad), f"output v differs at (sample, step, class) {bad[:5].tolist()}"
     bad = np.argwhere(sim.spikes != want_spikes)
     assert not len(bad), f"spike counts differ at (sample, layer, step) {bad[:5].tolist()}"
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_stock_counts_equal_slipsnn_at_t1(tmp_path: Path) -> None:
+    """The stock run's spikes and synaptic events (fan-outs from the file's own weights) equal simulate_int's
+    at T = 1, where the cuba file is the IR exactly."""
+    from slipsnn.toolchain.backends.lava.stock_netx import run_stock_netx
+    from slipsnn.toolchain.backends.simulator import simulate_int
+    from slipsnn.toolchain.kernels.connectivity import synapse_fanout
+    net = file_chain_net()
+    x = np.random.default_rng(6).integers(0, 12, (4, *net.input_shape))
+    write_netx(net, tmp_path / "c.net", neuron="cuba")
+    info = describe_stock_netx(tmp_path / "c.net")
+    shapes = [info.input_shape] + [layer.shape for layer in info.layers]
+    fanouts = [synapse_fanout(layer.synapse, shapes[i]) for i, layer in enumerate(info.layers)]
+    sim, _ = run_stock_netx(tmp_path / "c.net", x, 1, fanouts=fanouts)
+    ref = simulate_int(net, torch.as_tensor(x), 1)
+    assert np.array_equal(sim.spikes, ref.spikes), f"{sim.spikes[0, :, 0]} != {ref.spikes[0, :, 0]}"
+    assert np.array_equal(sim.synops, ref.synops), f"{sim.synops[0, :, 0]} != {ref.synops[0, :, 0]}"
+
+
+def _slayer_file(path: Path) -> Path:
+    """A tiny network as lava-dl's slayer builds and exports it: CUBA conv 1→4 (3×3) → flatten → dense 256→10."""
+    import lava.lib.dl.slayer as slayer
+    p = dict(threshold=1.0, current_decay=1.0, voltage_decay=0.0, tau_grad=1, scale_grad=1, requires_grad=False)
+    torch.manual_seed(0)
+    blocks = [slayer.block.cuba.Conv(p, 1, 4, 3, padding=1, weight_scale=2, weight_norm=False),
+              slayer.block.cuba.Flatten(),
+              slayer.block.cuba.Dense(p, 4 * 8 * 8, 10, weight_scale=2, weight_norm=False)]
+    dense = blocks[2].synapse.weight
+    dense.data = torch.where(torch.rand_like(dense) < 0.5, -0.5, 0.5)   # no weight quantizes to 0: fan-out 10
+    x = torch.zeros(1, 1, 8, 8, 2)
+    for block in blocks:   # slayer learns each block's neuron shape in a forward pass, and exports it
+        x = block(x)
+    with h5py.File(path, "w") as h:
+        group = h.create_group("layer")
+        for i, block in enumerate(blocks):
+            block.export_hdf5(group.create_group(str(i)))
+    return path
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_report_of_a_slayer_file(tmp_path: Path) -> None:
+    """slipsnn-report's library path on a file slayer wrote: float weights, binary input, spiking output."""
+    from slipsnn.toolchain.costs.energy import snn_energy
+    from slipsnn.toolchain.data.loaders import load_pixels
+    from slipsnn.toolchain.pipeline import report_stock_file
+    path = _slayer_file(tmp_path / "slayer.net")
+    assert is_stock_netx(path)
+    with pytest.raises(FormatError, match="no input group"):
+        describe_stock_netx(path)
+    info = describe_stock_netx(path, (1, 8, 8))
+    assert info.writer == "other" and info.input_bits == 0 and [L.shape for L in info.layers] == [(4, 8, 8), (10,)]
+    rep = report_stock_file(path, "digits", [1, 3], "loihi2", limit=6)
+    (t1, _, c1, _, _), (t3, acc3, c3, e3, chip3) = rep.steps
+    assert (t1, t3) == (1, 3) and 0.0 <= acc3 <= 1.0
+    # layer 0's events are the binary input (pixel ≥ 128) times the conv's fan-out, every step
+    pixels, _ = load_pixels("digits", "test", None, 6)
+    from slipsnn.toolchain.kernels.connectivity import synapse_fanout
+    fan = synapse_fanout(info.layers[0].synapse, (1, 8, 8))
+    want0 = float(((pixels.numpy() >= 128) * fan).reshape(6, -1).sum(1).mean())
+    assert c1[0].synops == want0 and c3[0].synops == 3 * want0
+    # the dense layer: every weight non-zero, so each spike of layer 0 is 10 events
+    assert c3[0].spikes > 0 and c3[1].synops == 10 * c3[0].spikes
+    assert e3["loihi2"].total_pj == snn_energy(c3, _profile("loihi2"), chip3["loihi2"].latency_us).total_pj
+
+
+def _profile(name: str):  # noqa: ANN202
+    from slipsnn.toolchain.costs.profiles import load_profile
+    return load_profile(name)

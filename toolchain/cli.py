@@ -173,9 +173,8 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
 def _stock_run(network: Path, backend: str, opts: dict) -> Any:
     """A stock netx file (``--neuron cuba``, slayer) runs through stock netx; prints its agreement with the
     if_soft twin. None for a slipsnn if_soft file."""
-    from slipsnn.exporters.stock_netx import is_stock_netx
-    from .pipeline import run_stock_file
-    if not is_stock_netx(network):
+    from .pipeline import is_stock_file, run_stock_file
+    if not is_stock_file(network):
         return None
     stock = run_stock_file(network, backend=backend, **{k: v for k, v in opts.items() if k != "progress"})
     if stock.twin is not None:
@@ -214,8 +213,15 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
            backend: str, profiles: tuple[str, ...], limit: int | None, data_root: Path | None,
            json_path: Path | None, plots_dir: Path | None, debug: bool) -> None:
     """Accuracy, activity, energy and latency per layer on chip profiles, against the ANN."""
+    from .pipeline import is_stock_file
     from .pipeline import report as make_report
     from .show.report import format_report
+    if is_stock_file(network):
+        from .pipeline import report_stock_file
+        from .show.stock import format_stock_report
+        click.echo(format_stock_report(report_stock_file(network, dataset, _merge_timesteps(timesteps, more_timesteps),
+                                                         list(profiles), data_root, limit)))
+        return
     rep = make_report(network, dataset, _merge_timesteps(timesteps, more_timesteps), backend=backend, profile=list(profiles),
                       json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit)
     click.echo(format_report(rep))

@@ -178,12 +178,17 @@ def run_file(net_path: str | Path, *, backend: str = "loihi_sim", dataset: str |
 
     A stock netx file (CUBA neurons: ``--neuron cuba`` or slayer's) runs through unmodified lava-dl netx
     (``run_stock_file``) on ``loihi_sim``."""
-    from slipsnn.exporters.stock_netx import is_stock_netx
-    if is_stock_netx(net_path):
+    if is_stock_file(net_path):
         return run_stock_file(net_path, backend=backend, dataset=dataset, timesteps=timesteps, limit=limit,
                               data_root=data_root).run
     net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
     return run_network(net, pixels, labels, timesteps, backend, progress)
+
+
+def is_stock_file(path: str | Path) -> bool:
+    """True for a netx file whose neurons are all stock CUBA (``--neuron cuba``, slayer): stock netx runs it."""
+    from slipsnn.exporters.stock_netx import is_stock_netx
+    return is_stock_netx(path)
 
 
 @dataclass(frozen=True)
@@ -333,6 +338,75 @@ def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[
     rep = build_report(net, run, ts, profiles, ann)
     save_report(rep, json_path, plots_dir)
     return rep
+
+
+@dataclass(frozen=True)
+class StockReport:
+    """Activity, energy and latency of a stock netx file (one slipsnn did not write), run through stock netx.
+
+    Attributes:
+        path: the file.
+        writer: ``slipsnn`` or ``other`` (slayer, …).
+        run: the stock netx run at T = max(timesteps).
+        steps: per t: (accuracy, per-layer counts, {profile: energy}, {profile: timing}).
+    """
+
+    path: Path
+    writer: str
+    run: RunResult
+    steps: tuple[tuple[int, float, tuple, dict, dict], ...]
+
+
+def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[int],
+                      profile: str | Path | Sequence[str | Path] = "loihi2", data_root: str | Path | None = None,
+                      limit: int | None = None, binary_threshold: int = 128) -> StockReport:
+    """Report a stock netx file (CUBA neurons, float weights; slayer's or slipsnn's cuba) from a stock netx run.
+
+    Counts per sample come from the run (spikes of every block, synaptic events = source events × the
+    exact fan-out of the file's weights), energy from ``costs.energy.snn_energy``, latency from
+    ``costs.mapping.chip_timing`` (one chip). A file slipsnn did not write takes binary input: a spike
+    wherever the pixel is ≥ ``binary_threshold``, every step; its class is the output block's spike count.
+
+    Raises:
+        SlipsnnError: no data set given or recorded; bad timesteps; the file is not a stock netx file.
+    """
+    from slipsnn.exporters.stock_netx import describe_stock_netx
+    from .backends.lava.stock_netx import run_stock_netx
+    from .costs.counts import LayerCounts
+    from .costs.energy import snn_energy
+    from .costs.mapping import chip_timing
+    from .data.registry import DATASETS as INFO
+    from .kernels.connectivity import synapse_fanout, synapse_macs
+    ts = [int(timesteps)] if isinstance(timesteps, (int, np.integer)) else [int(t) for t in timesteps]
+    for t in ts:
+        check_timesteps(t)
+    path = Path(net_path)
+    probe = describe_stock_netx(path, INFO[dataset].input_shape if dataset in INFO else None)
+    dataset = dataset or probe.meta.get("dataset")
+    if not dataset:
+        raise SlipsnnError(f"{path} does not record its data set; name one (--dataset)")
+    info = describe_stock_netx(path, INFO[dataset].input_shape)
+    profiles, _ = choose_profiles(profile)
+    pixels, labels = load_pixels(dataset, "test", data_root, limit)
+    x = pixels.numpy().astype(np.int64)
+    if info.input_bits == 0:
+        x = (x >= binary_threshold).astype(np.int64)
+    shapes = [info.input_shape] + [layer.shape for layer in info.layers]
+    fanouts = [synapse_fanout(layer.synapse, shapes[i]) for i, layer in enumerate(info.layers)]
+    macs = [synapse_macs(layer.synapse, shapes[i]) for i, layer in enumerate(info.layers)]
+    sim, timing = run_stock_netx(path, x, max(ts), info.input_bits, info.layers[-1].scale,
+                                 [layer.name for layer in info.layers], "v" if info.writer == "slipsnn" else "spikes",
+                                 fanouts, info.input_shape)
+    run = RunResult("loihi_sim", max(ts), sim, labels.numpy().astype(np.int64), timing)
+    steps = []
+    for t in ts:
+        counts = tuple(LayerCounts(layer.name, int(np.prod(layer.shape)), t, float(sim.spikes[:, i, :t].sum(1).mean()),
+                                   float(sim.synops[:, i, :t].sum(1).mean()), macs[i])
+                       for i, layer in enumerate(info.layers))
+        chip = {p.name: chip_timing(p, t, len(info.layers)) for p in profiles}
+        energy = {p.name: snn_energy(counts, p, chip[p.name].latency_us, 1) for p in profiles}
+        steps.append((t, float(sim.accuracy(labels)[t - 1]), counts, energy, chip))
+    return StockReport(path, info.writer, run, tuple(steps))
 
 
 def analyze_conversion(checkpoint_path: str | Path, timesteps: int,
