@@ -15,7 +15,7 @@ import click
 from .backends.registry import BACKENDS
 from .errors import SlipsnnError
 from .ir.activation import PRESETS
-from .ir.formats import NetxNeuron, NirVariant
+from .ir.formats import ExportFormat, NetxNeuron, NirVariant
 
 BACKEND_CHOICES = tuple(BACKENDS)            # the registries name their entries without importing them
 ACTIVATIONS = tuple(PRESETS)
@@ -104,7 +104,7 @@ def train(dataset: str, activation: str, a: float | None, L: int | None, delta1:
                    "weight precision, --max-timesteps equal to --timesteps gives the finest integers.")
 @click.option("--neuron", type=click.Choice([n.value for n in NetxNeuron]), default="if_soft", show_default=True,
               help="if_soft: slipsnn's soft-reset neuron; cuba: a file stock lava-dl netx loads (exact at T=1).")
-@click.option("--format", "fmt", type=click.Choice(["netx", "nir"]), default="netx", show_default=True,
+@click.option("--format", "fmt", type=click.Choice([f.value for f in ExportFormat]), default="netx", show_default=True,
               help="netx: lava-dl netx HDF5; nir: a NIR graph (docs/nir.md), from a checkpoint or a slipsnn .net.")
 @click.option("--nir-variant", type=click.Choice([v.value for v in NirVariant]), default="exact", show_default=True,
               help="portable: IF neurons only (exact at T=1); exact: I + Threshold + reset edge (every T).")
@@ -113,7 +113,7 @@ def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps:
     """Quantize a checkpoint to Loihi integers and write a lava-dl netx HDF5 file (or a NIR graph)."""
     from .pipeline import export_checkpoint, export_nir
     from .show.quantization import format_quant_report
-    if fmt == "nir":
+    if fmt == ExportFormat.NIR.value:
         net, path = export_nir(checkpoint, output, variant=nir_variant, timesteps=timesteps,
                                max_timesteps=max_timesteps)
         click.echo(net.summary())

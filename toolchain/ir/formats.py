@@ -47,6 +47,13 @@ class NetxNeuron(str, Enum):
     CUBA = "cuba"         # stock lava-dl netx CUBA (resets to zero): loads in unmodified netx
 
 
+class ExportFormat(str, Enum):
+    """The file formats ``slipsnn-export`` writes."""
+
+    NETX = "netx"   # lava-dl netx HDF5 (exporters.netx)
+    NIR = "nir"     # a NIR graph (exporters.nir)
+
+
 class NirVariant(str, Enum):
     """The NIR graph ``exporters.nir`` writes (see its module docstring)."""
 
