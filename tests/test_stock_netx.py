@@ -143,3 +143,33 @@ def test_report_of_a_slayer_file(tmp_path: Path) -> None:
 def _profile(name: str):  # noqa: ANN202
     from slipsnn.toolchain.costs.profiles import load_profile
     return load_profile(name)
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_cli_runs_a_cuba_export_through_stock_netx(tmp_path: Path) -> None:
+    """slipsnn-run on a --neuron cuba file: stock netx at T = 1 agrees with the if_soft twin on every sample."""
+    import json
+
+    from click.testing import CliRunner
+
+    from slipsnn.toolchain import cli
+    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
+    from slipsnn.toolchain.data.loaders import DATASETS
+    from slipsnn.toolchain.ir.activation import preset_params
+    info = DATASETS["digits"]
+    cfg = ModelConfig("digits_cnn", info.num_classes, info.input_shape, info.mean, info.std, width=0.25)
+    act = preset_params("slip", L=4)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "model.pt", build_model(cfg, act), cfg, act, dataset="digits",
+                           metrics={"ann_accuracy": 0.1})
+    runner = CliRunner()
+    res = runner.invoke(cli.main, ["export", str(ckpt), "--neuron", "cuba", "-o", str(tmp_path / "c.net")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli.main, ["run", str(tmp_path / "c.net"), "--limit", "6", "--timesteps", "1",
+                                   "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["if_soft_agreement"] == 1.0 and doc["samples"] == 6 and doc["timesteps"] == 1
+    assert "same class on 100.00 % of 6 samples at T=1" in res.output
