@@ -15,26 +15,10 @@ import h5py
 import numpy as np
 
 from slipsnn.toolchain.errors import FormatError
+from slipsnn.toolchain.ir.floating import FloatSynapse
 from slipsnn.toolchain.ir.formats import SynapseKind
 
 STOCK_NEURONS = ("CUBA",)
-
-
-@dataclass(frozen=True, eq=False)
-class StockSynapse:
-    """A block's synapse as the connectivity counts read it (``ir.geometry.SynapseLike``); weights as stored.
-
-    A slayer conv kernel is (out, in, kx, ky) where slipsnn's is (out, in, kH, kW): for the square kernels
-    and symmetric geometry slayer's blocks use, the counts are the same.
-    """
-
-    source: int
-    kind: SynapseKind
-    weight: np.ndarray
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -45,14 +29,16 @@ class StockLayer:
         name: the group name (``layer/<g>``) or slipsnn's layer name.
         kind: ``conv`` or ``dense``.
         shape: neuron shape, (C, H, W) or (N,).
-        synapse: the block's incoming synapse (source = previous block, −1 for the input).
+        synapse: the block's incoming synapse (source = previous block, −1 for the input), weights as stored.
+            A slayer conv kernel is (out, in, kx, ky) where slipsnn's is (out, in, kH, kW): for the square
+            kernels and symmetric geometry of slayer's blocks the connectivity counts are the same.
         scale: integer weight units per normalized unit (slipsnn files; 1.0 for others).
     """
 
     name: str
     kind: str
     shape: tuple[int, ...]
-    synapse: StockSynapse
+    synapse: FloatSynapse
     scale: float = 1.0
 
 
@@ -109,11 +95,11 @@ def _pair(g: h5py.Group, key: str, default: int) -> tuple[int, int]:
     return (int(v[0]), int(v[-1]))
 
 
-def _synapse(g: h5py.Group, kind: str, source: int) -> StockSynapse:
+def _synapse(g: h5py.Group, kind: str, source: int) -> FloatSynapse:
     weight = np.asarray(g["weight"][()])
     if kind == "dense":
-        return StockSynapse(source, SynapseKind.DENSE, weight.reshape(weight.shape[0], -1))
-    return StockSynapse(source, SynapseKind.CONV, weight.reshape(weight.shape[:4]), _pair(g, "stride", 1),
+        return FloatSynapse(source, SynapseKind.DENSE, weight.reshape(weight.shape[0], -1))
+    return FloatSynapse(source, SynapseKind.CONV, weight.reshape(weight.shape[:4]), _pair(g, "stride", 1),
                         _pair(g, "padding", 0), _pair(g, "dilation", 1), int(g["groups"][()]) if "groups" in g else 1)
 
 

@@ -60,16 +60,21 @@ NIRTORCH_MAP = {
 }
 
 
-def run_nirtorch(graph: nir.NIRGraph, x: np.ndarray, timesteps: int) -> np.ndarray:
-    """nirtorch's graph interpreter (wiring, recurrent edges, state) with the node map above, in float32."""
-    import nirtorch
-    module = nirtorch.nir_to_torch(graph, NIRTORCH_MAP)
+def _steps(module: torch.nn.Module, x: np.ndarray, timesteps: int) -> np.ndarray:
+    """Call a nirtorch graph module once per step, passing its state back: (N, T, *output)."""
     xt, state, outs = torch.as_tensor(x, dtype=torch.float32), None, []
     with torch.no_grad():
         for _ in range(timesteps):
             out, state = module(xt, state)
             outs.append(out.numpy().astype(np.float64))
     return np.stack(outs, axis=1)
+
+
+def run_nirtorch(graph: nir.NIRGraph, x: np.ndarray, timesteps: int) -> np.ndarray:
+    """nirtorch's graph interpreter (wiring, recurrent edges, state) with the node map above, in float32."""
+    import nirtorch
+    module = nirtorch.nir_to_torch(graph, NIRTORCH_MAP)
+    return _steps(module, x, timesteps)
 
 
 def run_snntorch(graph: nir.NIRGraph, x: np.ndarray, timesteps: int) -> np.ndarray:
@@ -94,9 +99,4 @@ def run_snntorch(graph: nir.NIRGraph, x: np.ndarray, timesteps: int) -> np.ndarr
             m.reset_mechanism = "zero"
             m.init_hidden = True           # a Leaky returns (spk, mem) tuples into the next node otherwise
             m.mem = torch.zeros(0)         # fresh state (reshaped to the input on the first step)
-    xt, state, outs = torch.as_tensor(x, dtype=torch.float32), None, []
-    with torch.no_grad():
-        for _ in range(timesteps):
-            out, state = module(xt, state)
-            outs.append(out.numpy().astype(np.float64))
-    return np.stack(outs, axis=1)
+    return _steps(module, x, timesteps)
