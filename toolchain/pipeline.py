@@ -36,6 +36,8 @@ from .ir.formats import check_timesteps
 from .ir.integer import IntNetwork
 
 if TYPE_CHECKING:
+    from slipsnn.exporters.stock_netx import StockNetwork
+
     from .ann.training import TrainConfig
 
 
@@ -197,14 +199,29 @@ class StockRun:
 
     Attributes:
         run: the stock netx run (backend ``loihi_sim``).
-        twin: the same checkpoint quantized for ``if_soft`` and run in the fast simulator; None when the
-            file names no readable checkpoint.
+        twin: the file's integers (its checkpoint quantized as the cuba export was) with slipsnn's
+            soft-reset neuron, in the fast simulator; None when the file names no readable checkpoint.
         agreement: share of samples whose class equals the twin's (None without a twin).
     """
 
     run: RunResult
     twin: RunResult | None
     agreement: float | None
+
+
+BINARY_THRESHOLD = 128   # a pixel ≥ this is a spike for a stock file with binary input (slayer's default)
+
+
+def _describe_stock(path: str | Path, dataset: str | None) -> tuple["StockNetwork", str]:
+    """A stock file's description and its data set (given, or recorded by slipsnn); a file without an input
+    group (slayer's) takes the data set's input shape."""
+    from slipsnn.exporters.stock_netx import describe_stock_netx
+    from .data.registry import DATASETS
+    info = describe_stock_netx(path, DATASETS[dataset].input_shape if dataset in DATASETS else None)
+    dataset = dataset or info.meta.get("dataset")
+    if not dataset:
+        raise SlipsnnError(f"{path} does not record its data set; name one (--dataset)")
+    return info, dataset
 
 
 def run_stock_file(net_path: str | Path, *, backend: str = "loihi_sim", dataset: str | None = None,
@@ -219,22 +236,19 @@ def run_stock_file(net_path: str | Path, *, backend: str = "loihi_sim", dataset:
     Raises:
         SlipsnnError: a backend other than ``loihi_sim``; no data set recorded or given.
     """
-    from slipsnn.exporters.stock_netx import describe_stock_netx
     from .backends.lava.stock_netx import run_stock_netx
     if backend != "loihi_sim":
         raise SlipsnnError(f"{net_path} is a stock netx file: it runs on backend 'loihi_sim' (stock lava-dl "
                            f"netx), not {backend!r}")
-    info = describe_stock_netx(net_path)
-    dataset = dataset or info.meta.get("dataset")
-    if not dataset:
-        raise SlipsnnError(f"{net_path} does not record its data set; name one (--dataset)")
+    info, dataset = _describe_stock(net_path, dataset)
     t = check_timesteps(timesteps or info.timesteps or 1)
     pixels, labels = load_pixels(dataset, "test", data_root, limit)
     x = pixels.numpy().astype(np.int64)
     if info.input_bits == 0:
-        x = (x > 0).astype(np.int64)   # binary input: a spike where the pixel is non-zero
+        x = (x >= BINARY_THRESHOLD).astype(np.int64)   # binary input (slayer): a spike where the pixel is ≥ 128
     sim, timing = run_stock_netx(net_path, x, t, info.input_bits, info.layers[-1].scale,
-                                 [layer.name for layer in info.layers])
+                                 [layer.name for layer in info.layers], "v" if info.writer == "slipsnn" else "spikes",
+                                 input_shape=info.input_shape)
     run = RunResult(backend, t, sim, labels.numpy().astype(np.int64), timing)
     ckpt = info.meta.get("checkpoint")
     if info.writer != "slipsnn" or not ckpt or not Path(ckpt).is_file():
@@ -359,7 +373,7 @@ class StockReport:
 
 def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[int],
                       profile: str | Path | Sequence[str | Path] = "loihi2", data_root: str | Path | None = None,
-                      limit: int | None = None, binary_threshold: int = 128) -> StockReport:
+                      limit: int | None = None, binary_threshold: int = BINARY_THRESHOLD) -> StockReport:
     """Report a stock netx file (CUBA neurons, float weights; slayer's or slipsnn's cuba) from a stock netx run.
 
     Counts per sample come from the run (spikes of every block, synaptic events = source events × the
@@ -370,22 +384,16 @@ def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int 
     Raises:
         SlipsnnError: no data set given or recorded; bad timesteps; the file is not a stock netx file.
     """
-    from slipsnn.exporters.stock_netx import describe_stock_netx
     from .backends.lava.stock_netx import run_stock_netx
     from .costs.counts import LayerCounts
     from .costs.energy import snn_energy
     from .costs.mapping import chip_timing
-    from .data.registry import DATASETS as INFO
     from .kernels.connectivity import synapse_fanout, synapse_macs
     ts = [int(timesteps)] if isinstance(timesteps, (int, np.integer)) else [int(t) for t in timesteps]
     for t in ts:
         check_timesteps(t)
     path = Path(net_path)
-    probe = describe_stock_netx(path, INFO[dataset].input_shape if dataset in INFO else None)
-    dataset = dataset or probe.meta.get("dataset")
-    if not dataset:
-        raise SlipsnnError(f"{path} does not record its data set; name one (--dataset)")
-    info = describe_stock_netx(path, INFO[dataset].input_shape)
+    info, dataset = _describe_stock(path, dataset)
     profiles, _ = choose_profiles(profile)
     pixels, labels = load_pixels(dataset, "test", data_root, limit)
     x = pixels.numpy().astype(np.int64)
