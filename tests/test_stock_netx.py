@@ -138,6 +138,10 @@ def test_report_of_a_slayer_file(tmp_path: Path) -> None:
     # the dense layer: every weight non-zero, so each spike of layer 0 is 10 events
     assert c3[0].spikes > 0 and c3[1].synops == 10 * c3[0].spikes
     assert e3["loihi2"].total_pj == snn_energy(c3, _profile("loihi2"), chip3["loihi2"].latency_us).total_pj
+    doc = rep.to_json()
+    assert doc["writer"] == "other" and doc["samples"] == 6 and [s["timesteps"] for s in doc["steps"]] == [1, 3]
+    assert doc["steps"][1]["layers"][1]["synops"] == c3[1].synops
+    assert doc["steps"][1]["energy_pj"]["loihi2"] == e3["loihi2"].total_pj
 
 
 def _profile(name: str):  # noqa: ANN202

@@ -219,8 +219,13 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
     if is_stock_file(network):
         from .pipeline import report_stock_file
         from .show.stock import format_stock_report
-        click.echo(format_stock_report(report_stock_file(network, dataset, _merge_timesteps(timesteps, more_timesteps),
-                                                         list(profiles), data_root, limit)))
+        stock = report_stock_file(network, dataset, _merge_timesteps(timesteps, more_timesteps), list(profiles),
+                                  data_root, limit)
+        click.echo(format_stock_report(stock))
+        if json_path:
+            from .files import atomic_write_json
+            atomic_write_json(json_path, stock.to_json())
+            click.echo(f"wrote JSON to {json_path}")
         return
     rep = make_report(network, dataset, _merge_timesteps(timesteps, more_timesteps), backend=backend, profile=list(profiles),
                       json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit)

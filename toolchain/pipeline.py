@@ -370,6 +370,17 @@ class StockReport:
     run: RunResult
     steps: tuple[tuple[int, float, tuple, dict, dict], ...]
 
+    def to_json(self) -> dict:
+        """The ``--json`` document: per t, accuracy, per-layer counts, energy (pJ) and latency (µs) per profile."""
+        return {"file": str(self.path), "writer": self.writer, "backend": self.run.backend,
+                "samples": int(len(self.run.labels)),
+                "steps": [{"timesteps": t, "accuracy": acc,
+                           "layers": [dict(name=c.name, neurons=c.neurons, spikes=c.spikes, firing_rate=c.firing_rate,
+                                           synops=c.synops) for c in counts],
+                           "energy_pj": {name: e.total_pj for name, e in energy.items()},
+                           "latency_us": {name: tm.latency_us for name, tm in timing.items()}}
+                          for t, acc, counts, energy, timing in self.steps]}
+
 
 def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[int],
                       profile: str | Path | Sequence[str | Path] = "loihi2", data_root: str | Path | None = None,
