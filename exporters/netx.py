@@ -140,12 +140,17 @@ def _write_file(h: h5py.File, net: IntNetwork, neuron: str, meta_json: str) -> N
             top[f"{len(top) - 1}/shape"] = np.array([int(np.prod(source_shape)), 1, 1])
         _write_layer(top.create_group(str(len(top))), layer, neuron)
     meta = h.create_group("slipsnn")
-    for key, value in dict(format_version=net.version, timesteps=net.timesteps, max_timesteps=net.max_timesteps,
+    # a cuba file equals the IR only at T = 1 (hard reset): it records T = 1, and keeps the IR's horizon
+    # (what it was quantized for) in max_timesteps
+    timesteps = 1 if neuron == NetxNeuron.CUBA.value else net.timesteps
+    for key, value in dict(format_version=net.version, timesteps=timesteps, max_timesteps=net.max_timesteps,
                            input_shape=np.array(net.input_shape), input_bits=INPUT_BITS,
                            num_classes=net.num_classes).items():
         meta[key] = value
     for key, text in dict(slipsnn_version=__version__, neuron=neuron, meta_json=meta_json).items():
         _put_str(meta, key, text)
+    if neuron == NetxNeuron.CUBA.value:
+        meta["exact_timesteps"] = 1   # agreement with the if_soft network at T > 1: slipsnn-run measures it
 
 
 def write_netx(net: IntNetwork, path: str | Path, neuron: str = "if_soft") -> Path:

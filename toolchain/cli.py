@@ -15,7 +15,7 @@ import click
 from .backends.registry import BACKENDS
 from .errors import SlipsnnError
 from .ir.activation import PRESETS
-from .ir.formats import NetxNeuron
+from .ir.formats import ExportFormat, NetxNeuron, NirVariant
 
 BACKEND_CHOICES = tuple(BACKENDS)            # the registries name their entries without importing them
 ACTIVATIONS = tuple(PRESETS)
@@ -115,11 +115,22 @@ def train(dataset: str, activation: str, a: float | None, L: int | None, delta1:
                    "weight precision, --max-timesteps equal to --timesteps gives the finest integers.")
 @click.option("--neuron", type=click.Choice([n.value for n in NetxNeuron]), default="if_soft", show_default=True,
               help="if_soft: slipsnn's soft-reset neuron; cuba: a file stock lava-dl netx loads (exact at T=1).")
+@click.option("--format", "fmt", type=click.Choice([f.value for f in ExportFormat]), default="netx", show_default=True,
+              help="netx: lava-dl netx HDF5; nir: a NIR graph (docs/nir.md), from a checkpoint or a slipsnn .net.")
+@click.option("--nir-variant", type=click.Choice([v.value for v in NirVariant]), default="exact", show_default=True,
+              help="portable: IF neurons only (exact at T=1); exact: I + Threshold + reset edge (every T).")
 def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps: int | None, neuron: str,
-           debug: bool) -> None:
-    """Quantize MODEL (a model.pt checkpoint or a save_model file) to Loihi integers and write a netx HDF5 file."""
-    from .pipeline import export_checkpoint
+           fmt: str, nir_variant: str, debug: bool) -> None:
+    """Quantize MODEL (a model.pt checkpoint or a save_model file) to Loihi integers and write a netx HDF5 file
+    (or a NIR graph)."""
+    from .pipeline import export_checkpoint, export_nir
     from .show.quantization import format_quant_report
+    if fmt == ExportFormat.NIR.value:
+        net, path = export_nir(checkpoint, output, variant=nir_variant, timesteps=timesteps,
+                               max_timesteps=max_timesteps)
+        click.echo(net.summary())
+        click.echo(f"\nwrote {path} (NIR, {nir_variant}; class = argmax of the output summed over T)")
+        return
     net, path = export_checkpoint(checkpoint, output, timesteps=timesteps, max_timesteps=max_timesteps,
                                   neuron=neuron)
     click.echo(net.summary())
@@ -166,6 +177,8 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
         v = verify_file(network, **opts)
         results, doc = [v.lava, v.fast], {**v.lava.to_json(), "verify": {"fast": v.fast.to_json(),
                                                                          "mismatches": v.mismatch.total}}
+    elif stock := _stock_run(network, backend, opts):
+        results, doc = [stock.run], {**stock.run.to_json(), "if_soft_agreement": stock.agreement}
     else:
         res = run_file(network, backend=backend, **opts)
         results, doc = [res], res.to_json()
@@ -181,6 +194,20 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
         click.echo(mismatch_summary(v.mismatch))
         if v.mismatch.total:
             raise SystemExit(1)
+
+
+def _stock_run(network: Path, backend: str, opts: dict) -> Any:
+    """A stock netx file (``--neuron cuba``, slayer) runs through stock netx; prints its agreement with the
+    if_soft twin. None for a slipsnn if_soft file."""
+    from .pipeline import is_stock_file, run_stock_file
+    if not is_stock_file(network):
+        return None
+    stock = run_stock_file(network, backend=backend, **{k: v for k, v in opts.items() if k != "progress"})
+    if stock.twin is not None:
+        click.echo(f"stock netx vs the if_soft network of the same checkpoint: same class on "
+                   f"{100 * stock.agreement:.2f} % of {len(stock.run.labels)} samples at T={stock.run.timesteps} "
+                   f"(if_soft accuracy {100 * stock.twin.accuracy:.2f} %)")
+    return stock
 
 
 def _timesteps_list() -> Any:
@@ -213,8 +240,20 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
            backend: str, profiles: tuple[str, ...], limit: int | None, data_root: Path | None,
            json_path: Path | None, plots_dir: Path | None, device: str, batch_size: int | None, debug: bool) -> None:
     """Accuracy, activity, energy and latency per layer on chip profiles, against the ANN."""
+    from .pipeline import is_stock_file
     from .pipeline import report as make_report
     from .show.report import format_report
+    if is_stock_file(network):
+        from .pipeline import report_stock_file
+        from .show.stock import format_stock_report
+        stock = report_stock_file(network, dataset, _merge_timesteps(timesteps, more_timesteps), list(profiles),
+                                  data_root, limit)
+        click.echo(format_stock_report(stock))
+        if json_path:
+            from .files import atomic_write_json
+            atomic_write_json(json_path, stock.to_json())
+            click.echo(f"wrote JSON to {json_path}")
+        return
     rep = make_report(network, dataset, _merge_timesteps(timesteps, more_timesteps), backend=backend, profile=list(profiles),
                       json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit,
                       device=device if backend == "fast" else None, batch_size=batch_size)

@@ -36,6 +36,8 @@ from .ir.formats import check_timesteps
 from .ir.integer import IntNetwork
 
 if TYPE_CHECKING:
+    from slipsnn.exporters.stock_netx import StockNetwork
+
     from .ann.training import TrainConfig
 
 
@@ -270,6 +272,30 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     return net, write_netx(net, path, neuron=neuron)
 
 
+def export_nir(source: str | Path, out: str | Path | None = None, *, variant: str = "exact", timesteps: int = 4,
+               max_timesteps: int | None = None) -> tuple[IntNetwork, Path]:
+    """Write a checkpoint or an existing slipsnn .net as a NIR graph (``exporters.nir``).
+
+    Args:
+        source: ``model.pt`` (quantized without a dense weight exponent, which NIR cannot floor) or a
+            slipsnn ``.net`` (its integers as they are).
+        out: output path (default: ``model.nir`` beside ``source``).
+        variant: ``portable`` (IF only, exact at T = 1) or ``exact`` (slipsnn at every T).
+        timesteps, max_timesteps: as in ``export_checkpoint`` (checkpoints only).
+
+    Returns:
+        The integer network and the written path.
+    """
+    from slipsnn.exporters.nir import write_nir
+    source = Path(source)
+    if source.suffix == ".net":
+        net = load_network(source)
+    else:
+        net = quantize(convert_checkpoint(source), QuantConfig(timesteps, max_timesteps, dense_weight_exp=False))
+    path = Path(out) if out is not None else source.with_name("model.nir")
+    return net, write_nir(net, path, variant)
+
+
 def load_network(path: str | Path) -> IntNetwork:
     """Read an exported network file (netx HDF5 with slipsnn's neuron)."""
     from slipsnn.exporters.netx import read_netx
@@ -296,10 +322,87 @@ def run_file(net_path: str | Path, *, backend: str = "loihi_sim", dataset: str |
              progress: bool = False, device: str | None = None, batch_size: int | None = None) -> RunResult:
     """Run an exported network on a data set's test split (default: the data set it was trained on).
 
-    ``device`` and ``batch_size`` apply to the ``fast`` backend (``backends.registry.run_network``).
-    """
+    ``device`` and ``batch_size`` apply to the ``fast`` backend (``backends.registry.run_network``). A stock
+    netx file (CUBA neurons: ``--neuron cuba`` or slayer's) runs through unmodified lava-dl netx
+    (``run_stock_file``) on ``loihi_sim``."""
+    if is_stock_file(net_path):
+        return run_stock_file(net_path, backend=backend, dataset=dataset, timesteps=timesteps, limit=limit,
+                              data_root=data_root).run
     net, pixels, labels = network_and_test_data(net_path, dataset, data_root, limit)
     return run_network(net, pixels, labels, timesteps, backend, progress, device=device, batch_size=batch_size)
+
+
+def is_stock_file(path: str | Path) -> bool:
+    """True for a netx file whose neurons are all stock CUBA (``--neuron cuba``, slayer): stock netx runs it."""
+    from slipsnn.exporters.stock_netx import is_stock_netx
+    return is_stock_netx(path)
+
+
+@dataclass(frozen=True)
+class StockRun:
+    """A stock netx file run through stock netx, and (for a slipsnn ``cuba`` export) its ``if_soft`` twin.
+
+    Attributes:
+        run: the stock netx run (backend ``loihi_sim``).
+        twin: the file's integers (its checkpoint quantized as the cuba export was) with slipsnn's
+            soft-reset neuron, in the fast simulator; None when the file names no readable checkpoint.
+        agreement: share of samples whose class equals the twin's (None without a twin).
+    """
+
+    run: RunResult
+    twin: RunResult | None
+    agreement: float | None
+
+
+BINARY_THRESHOLD = 128   # a pixel ≥ this is a spike for a stock file with binary input (slayer's default)
+
+
+def _describe_stock(path: str | Path, dataset: str | None) -> tuple["StockNetwork", str]:
+    """A stock file's description and its data set (given, or recorded by slipsnn); a file without an input
+    group (slayer's) takes the data set's input shape."""
+    from slipsnn.exporters.stock_netx import describe_stock_netx
+    from .data.registry import DATASETS
+    info = describe_stock_netx(path, DATASETS[dataset].input_shape if dataset in DATASETS else None)
+    dataset = dataset or info.meta.get("dataset")
+    if not dataset:
+        raise SlipsnnError(f"{path} does not record its data set; name one (--dataset)")
+    return info, dataset
+
+
+def run_stock_file(net_path: str | Path, *, backend: str = "loihi_sim", dataset: str | None = None,
+                   timesteps: int | None = None, limit: int | None = None,
+                   data_root: str | Path | None = None) -> StockRun:
+    """Run a stock netx file through stock lava-dl netx at T steps per sample (``backends.lava.stock_netx``).
+
+    The ``if_soft`` twin is rebuilt from the checkpoint a slipsnn ``cuba`` file records (same T and
+    horizon) and run in the fast simulator on the same samples; at T = 1 the two agree exactly, at T > 1
+    the stock CUBA's reset to zero makes them differ and ``agreement`` says by how much.
+
+    Raises:
+        SlipsnnError: a backend other than ``loihi_sim``; no data set recorded or given.
+    """
+    from .backends.lava.stock_netx import run_stock_netx
+    if backend != "loihi_sim":
+        raise SlipsnnError(f"{net_path} is a stock netx file: it runs on backend 'loihi_sim' (stock lava-dl "
+                           f"netx), not {backend!r}")
+    info, dataset = _describe_stock(net_path, dataset)
+    t = check_timesteps(timesteps or info.timesteps or 1)
+    pixels, labels = load_pixels(dataset, "test", data_root, limit)
+    x = pixels.numpy().astype(np.int64)
+    if info.input_bits == 0:
+        x = (x >= BINARY_THRESHOLD).astype(np.int64)   # binary input (slayer): a spike where the pixel is ≥ 128
+    sim, timing = run_stock_netx(net_path, x, t, info.input_bits, info.layers[-1].scale,
+                                 [layer.name for layer in info.layers], "v" if info.writer == "slipsnn" else "spikes",
+                                 input_shape=info.input_shape)
+    run = RunResult(backend, t, sim, labels.numpy().astype(np.int64), timing)
+    ckpt = info.meta.get("checkpoint")
+    if info.writer != "slipsnn" or not ckpt or not Path(ckpt).is_file():
+        return StockRun(run, None, None)
+    from slipsnn.exporters.netx import QUANT_LIMITS
+    horizon = max(t, int(info.max_timesteps or 1))   # the horizon the file was quantized for: same integers
+    twin_net = quantize(convert_checkpoint(ckpt), QuantConfig(1, horizon, **QUANT_LIMITS["cuba"]))
+    twin = run_network(twin_net, pixels, labels, t, "fast")
+    return StockRun(run, twin, float((twin.sim.predictions() == sim.predictions()).mean()))
 
 
 @dataclass(frozen=True)
@@ -400,6 +503,80 @@ def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[
     rep = build_report(net, run, ts, profiles, ann)
     save_report(rep, json_path, plots_dir)
     return rep
+
+
+@dataclass(frozen=True)
+class StockReport:
+    """Activity, energy and latency of a stock netx file (one slipsnn did not write), run through stock netx.
+
+    Attributes:
+        path: the file.
+        writer: ``slipsnn`` or ``other`` (slayer, …).
+        run: the stock netx run at T = max(timesteps).
+        steps: per t: (accuracy, per-layer counts, {profile: energy}, {profile: timing}).
+    """
+
+    path: Path
+    writer: str
+    run: RunResult
+    steps: tuple[tuple[int, float, tuple, dict, dict], ...]
+
+    def to_json(self) -> dict:
+        """The ``--json`` document: per t, accuracy, per-layer counts, energy (pJ) and latency (µs) per profile."""
+        return {"file": str(self.path), "writer": self.writer, "backend": self.run.backend,
+                "samples": int(len(self.run.labels)),
+                "steps": [{"timesteps": t, "accuracy": acc,
+                           "layers": [dict(name=c.name, neurons=c.neurons, spikes=c.spikes, firing_rate=c.firing_rate,
+                                           synops=c.synops) for c in counts],
+                           "energy_pj": {name: e.total_pj for name, e in energy.items()},
+                           "latency_us": {name: tm.latency_us for name, tm in timing.items()}}
+                          for t, acc, counts, energy, timing in self.steps]}
+
+
+def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[int],
+                      profile: str | Path | Sequence[str | Path] = "loihi2", data_root: str | Path | None = None,
+                      limit: int | None = None, binary_threshold: int = BINARY_THRESHOLD) -> StockReport:
+    """Report a stock netx file (CUBA neurons, float weights; slayer's or slipsnn's cuba) from a stock netx run.
+
+    Counts per sample come from the run (spikes of every block, synaptic events = source events × the
+    exact fan-out of the file's weights), energy from ``costs.energy.snn_energy``, latency from
+    ``costs.mapping.chip_timing`` (one chip). A file slipsnn did not write takes binary input: a spike
+    wherever the pixel is ≥ ``binary_threshold``, every step; its class is the output block's spike count.
+
+    Raises:
+        SlipsnnError: no data set given or recorded; bad timesteps; the file is not a stock netx file.
+    """
+    from .backends.lava.stock_netx import run_stock_netx
+    from .costs.counts import LayerCounts
+    from .costs.energy import snn_energy
+    from .costs.mapping import chip_timing
+    from .kernels.connectivity import synapse_fanout, synapse_macs
+    ts = [int(timesteps)] if isinstance(timesteps, (int, np.integer)) else [int(t) for t in timesteps]
+    for t in ts:
+        check_timesteps(t)
+    path = Path(net_path)
+    info, dataset = _describe_stock(path, dataset)
+    profiles, _ = choose_profiles(profile)
+    pixels, labels = load_pixels(dataset, "test", data_root, limit)
+    x = pixels.numpy().astype(np.int64)
+    if info.input_bits == 0:
+        x = (x >= binary_threshold).astype(np.int64)
+    shapes = [info.input_shape] + [layer.shape for layer in info.layers]
+    fanouts = [synapse_fanout(layer.synapse, shapes[i]) for i, layer in enumerate(info.layers)]
+    macs = [synapse_macs(layer.synapse, shapes[i]) for i, layer in enumerate(info.layers)]
+    sim, timing = run_stock_netx(path, x, max(ts), info.input_bits, info.layers[-1].scale,
+                                 [layer.name for layer in info.layers], "v" if info.writer == "slipsnn" else "spikes",
+                                 fanouts, info.input_shape)
+    run = RunResult("loihi_sim", max(ts), sim, labels.numpy().astype(np.int64), timing)
+    steps = []
+    for t in ts:
+        counts = tuple(LayerCounts(layer.name, int(np.prod(layer.shape)), t, float(sim.spikes[:, i, :t].sum(1).mean()),
+                                   float(sim.synops[:, i, :t].sum(1).mean()), macs[i])
+                       for i, layer in enumerate(info.layers))
+        chip = {p.name: chip_timing(p, t, len(info.layers)) for p in profiles}
+        energy = {p.name: snn_energy(counts, p, chip[p.name].latency_us, 1) for p in profiles}
+        steps.append((t, float(sim.accuracy(labels)[t - 1]), counts, energy, chip))
+    return StockReport(path, info.writer, run, tuple(steps))
 
 
 def analyze_conversion(checkpoint_path: str | Path, timesteps: int,

@@ -47,6 +47,20 @@ class NetxNeuron(str, Enum):
     CUBA = "cuba"         # stock lava-dl netx CUBA (resets to zero): loads in unmodified netx
 
 
+class ExportFormat(str, Enum):
+    """The file formats ``slipsnn-export`` writes."""
+
+    NETX = "netx"   # lava-dl netx HDF5 (exporters.netx)
+    NIR = "nir"     # a NIR graph (exporters.nir)
+
+
+class NirVariant(str, Enum):
+    """The NIR graph ``exporters.nir`` writes (see its module docstring)."""
+
+    PORTABLE = "portable"   # Input, Conv2d/Affine, IF, Flatten, Output only: exact at T = 1
+    EXACT = "exact"         # I + Threshold + recurrent Scale(−θ): slipsnn's subtractive reset at every T
+
+
 class NeuronKind(str, Enum):
     """The neuron model of a layer (see the module docstring for the update equations)."""
 
