@@ -363,7 +363,8 @@ def test_save_report_writes_json_and_plots(tmp_path: Path) -> None:
     rep = simulated_report()
     written = save_report(rep, tmp_path / "r" / "report.json", tmp_path / "plots")
     names = [p.name for p in written]
-    assert names == ["report.json", "accuracy_vs_timesteps.png", "spikes_per_layer.png", "energy_per_layer.png"]
+    assert names == ["report.json", "accuracy_vs_timesteps.png", "spikes_per_layer.png", "energy_per_layer.png",
+                     "energy_range.png"]
     assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(json.dumps(rep.to_json()))
     for p in written[1:]:
         data = p.read_bytes()
@@ -388,4 +389,4 @@ def test_report_entry_point_on_digits(tmp_path: Path) -> None:
     assert rep.main_profile == "loihi2" and [p.name for p in rep.profiles] == ["loihi2"]   # only what was asked
     assert rep.ann_accuracy is None
     assert rep.steps[-1].layers[0].spikes > 0
-    assert (tmp_path / "r.json").exists() and len(list((tmp_path / "plots").glob("*.png"))) == 3
+    assert (tmp_path / "r.json").exists() and len(list((tmp_path / "plots").glob("*.png"))) == 4
