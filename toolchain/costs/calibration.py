@@ -18,6 +18,7 @@ from ..ir.formats import NeuronKind, SynapseKind
 from ..ir.integer import IntLayer, IntNetwork, IntSynapse
 from .counts import LayerCounts, stored_synapses
 from .mapping import CoreMap, LayerSpec, layer_specs, map_cores
+from ..errors import ProfileError
 from .profiles import Profile
 
 LAVA_DL = "lava-nc/lava-dl @d825ac5, tutorials/lava/lib/dl/netx/"
@@ -150,3 +151,37 @@ def pilotnet_counts(rate: float, timesteps: int = PILOTNET_STEPS) -> tuple[Layer
         spikes = 0.0 if not layer.spiking else layer.num_neurons * timesteps * rate
         counts.append(LayerCounts(layer.name, layer.num_neurons, timesteps, spikes, float(s) * timesteps * rate, 0))
     return tuple(counts)
+
+
+@dataclass(frozen=True)
+class PilotNetCheck:
+    """slipsnn's PilotNet energy (mJ per frame) and step (µs) if every neuron fired at ``rate``."""
+
+    rate: float
+    dynamic_mj: float
+    dynamic_range_mj: tuple[float, float]
+    step_us: float
+    step_range_us: tuple[float, float]
+    busiest: str
+
+
+def pilotnet_check(profile: Profile, rates: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)) -> list[PilotNetCheck]:
+    """The end-to-end sanity check against the published PilotNet figures (docs/reports.md).
+
+    The step is the most loaded core's (``mapping.step_estimate``) without the profile's measured cap,
+    so it can be set beside the measured 153 µs.
+    """
+    from .energy import snn_energy
+    from .mapping import step_estimate
+    pub = next(p for p in PUBLISHED if p.input_encoder)
+    cmap = map_cores(tutorial_specs(pub), profile)
+    out = []
+    for rate in rates:
+        counts = pilotnet_counts(rate)
+        est = step_estimate(cmap, counts, profile)
+        if est is None:
+            raise ProfileError(f"profile {profile.name!r} ({profile.path}) has no per-op times; the check needs them")
+        e = {end: snn_energy(counts, profile, end=end).dynamic_pj / 1e9 for end in ("value", "low", "high")}
+        out.append(PilotNetCheck(rate, e["value"], (e["low"], e["high"]), est.step_us, est.step_range_us,
+                                 est.busiest.name))
+    return out

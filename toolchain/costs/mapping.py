@@ -311,14 +311,14 @@ def _conv_bytes(spec: LayerSpec, tile: tuple[int, int, int], b: dict) -> float:
 
 
 def _tiles(shape: tuple[int, int, int]):
-    """Candidate tiles, biggest first: x halved by powers of two, then h, then c (PilotNet's compile, Intel)."""
+    """Candidate tiles, biggest first: x a power of two (PilotNet's compile splits columns so), then h, then c."""
     C, H, W = shape
-    pow2 = lambda n: [2 ** k for k in range(int(math.log2(n)), -1, -1)] if n > 1 else [1]
-    for x in pow2(W):
+    below = lambda n: [2 ** k for k in range(int(math.log2(n)), -1, -1) if 2 ** k < n]   # powers of two < n
+    for x in [2 ** k for k in range(int(math.log2(W)), -1, -1)]:
         yield C, H, x
-    for h in pow2(H)[1:]:
+    for h in below(H):
         yield C, h, 1
-    for c in pow2(C)[1:]:
+    for c in below(C):
         yield c, 1, 1
 
 
