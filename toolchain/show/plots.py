@@ -181,10 +181,10 @@ def _energy_range(d: dict) -> Any:
                         for s in d["timesteps"]]) / scale
         line, = ax.plot(ts, e, marker="o", label=f"SNN on {p}")
         ax.fill_between(ts, rng[:, 0], rng[:, 1], color=line.get_color(), alpha=0.2)
-    for name, b in baselines.items():
+    for (name, b), color in zip(baselines.items(), ("dimgray", "darkred", "darkgreen", "purple")):
         lo, hi = (v / scale for v in b["energy_range_pj"])
-        line = ax.axhline(b["energy_pj"] / scale, linestyle="--", label=f"ANN on {name}")
-        ax.axhspan(lo, hi, color=line.get_color(), alpha=0.1)
+        ax.axhline(b["energy_pj"] / scale, color=color, linestyle="--", label=f"ANN on {name}")
+        ax.axhspan(lo, hi, color=color, alpha=0.1)
     ax.set_yscale("log")
     ax.set_xlabel("time-steps T")
     ax.set_ylabel(f"energy per inference ({unit}, log scale)")
