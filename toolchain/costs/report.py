@@ -82,8 +82,8 @@ class Report:
         steps: one ``StepReport`` per requested t, ascending.
         ann_energy: the ANN's energy per inference.
         cores: neuromorphic profile name → core mapping (budgets at their values).
-        cores_range: profile name → (mapping at the high end of every budget, at the low end): the
-            fewest and the most cores the budgets' ranges allow.
+        cores_range: profile name → (fewest, most): the mapping with every budget at the end of its range
+            that gives the fewest cores, and at the end that gives the most (``map_cores(..., end)``).
         ann_baselines: the ANN on every ``ann`` profile (the main one first, then an edge GPU).
         synapses: stored synapses per layer (conv expanded; what a chip without weight sharing stores).
         accuracy_per_step: accuracy after every t = 1..T of the run.
