@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ModelError
 from .activation import SlipParams
 from .formats import INPUT_SOURCE, SynapseKind
-from .geometry import check_geometry, output_shape
+from .geometry import check_geometry, check_wiring, output_shape
 
 
 def _finite_array(value: Any, what: str) -> np.ndarray:
@@ -152,17 +152,7 @@ class SpikingNetwork:
         for i, layer in enumerate(self.layers):
             if layer.spiking == (i == len(self.layers) - 1):
                 raise ModelError(f"layer {i} ({layer.name!r}): only the last layer is non-spiking")
-            for k, syn in enumerate(layer.synapses):
-                if k == 0 and syn.source != i - 1:
-                    raise ModelError(f"layer {i} ({layer.name!r}): its first synapse must come from layer {i - 1}, "
-                                     f"found source {syn.source}")
-                if not INPUT_SOURCE <= syn.source < i:
-                    raise ModelError(f"layer {i} ({layer.name!r}): synapse {k} points to layer {syn.source}; "
-                                     f"allowed: earlier layers −1..{i - 1}")
-                out = syn.output_shape(self.source_shape(syn.source))
-                if out != layer.shape:
-                    raise ModelError(f"layer {i} ({layer.name!r}): synapse {k} produces shape {out}, "
-                                     f"the layer has {layer.shape}")
+        check_wiring(self.layers, self.source_shape, ModelError)
 
     def source_shape(self, source: int) -> tuple[int, ...]:
         """Shape of what ``source`` emits: the input image (−1) or a layer's neurons."""

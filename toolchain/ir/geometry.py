@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import FormatError
-from .formats import SynapseKind
+from .formats import INPUT_SOURCE, SynapseKind
 
 
 class SynapseLike(Protocol):
@@ -49,6 +49,30 @@ def output_shape(syn: SynapseLike, in_shape: tuple[int, ...]) -> tuple[int, ...]
             raise FormatError(f"conv kernel {tuple(w.shape[2:])} does not fit input {tuple(in_shape)}")
         out.append(int(n))
     return tuple(out)
+
+
+def check_wiring(layers: Sequence[Any], source_shape: Callable[[int], tuple[int, ...]],
+                 error: type[Exception] = FormatError) -> None:
+    """Validate how layers connect: ``synapses[0]`` from the previous layer, residual synapses from earlier
+    layers (−1: the input) and every synapse producing its layer's shape.
+
+    Args:
+        layers: objects with ``name``, ``shape`` and ``synapses`` (``IntLayer`` or ``FloatLayer``).
+        source_shape: maps a source index to its shape.
+        error: the exception raised (``FormatError`` for files, ``ModelError`` for conversions).
+    """
+    for i, layer in enumerate(layers):
+        for k, syn in enumerate(layer.synapses):
+            if k == 0 and syn.source != i - 1:
+                raise error(f"layer {i} ({layer.name!r}): its first synapse must come from layer "
+                            f"{i - 1}, found source {syn.source}")
+            if not INPUT_SOURCE <= syn.source < i - (k > 0):
+                raise error(f"layer {i} ({layer.name!r}): residual synapse {k} points to layer "
+                            f"{syn.source}; allowed: earlier layers −1..{i - 2}")
+            out = output_shape(syn, source_shape(syn.source))
+            if out != layer.shape:
+                raise error(f"layer {i} ({layer.name!r}): synapse {k} produces shape {out}, "
+                            f"the layer has {layer.shape}")
 
 
 def check_geometry(syn: SynapseLike, where: str = "") -> None:

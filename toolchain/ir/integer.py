@@ -28,7 +28,7 @@ from ..tables import Column, format_table
 from .formats import (BIAS_EXP_MAX, BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_SOURCE, MAX_NAME,
                       STATE_MAX, STATE_SHIFT, THRESHOLD_MAX, WEIGHT_EXP_MAX, WEIGHT_EXP_MIN,
                       WEIGHT_MAX, WEIGHT_MIN, NeuronKind, SynapseKind, horizon_problem)
-from .geometry import check_geometry, output_shape
+from .geometry import check_geometry, check_wiring, output_shape
 
 @dataclass(frozen=True, eq=False)
 class IntSynapse:
@@ -199,17 +199,7 @@ class IntNetwork:
             if last != (layer.neuron is NeuronKind.ACCUMULATE):
                 raise FormatError(f"layer {i} ({layer.name!r}): only the last layer accumulates, "
                                   f"every other layer spikes (found {layer.neuron.value})")
-            for k, syn in enumerate(layer.synapses):
-                if k == 0 and syn.source != i - 1:
-                    raise FormatError(f"layer {i} ({layer.name!r}): its first synapse must come from layer "
-                                      f"{i - 1}, found source {syn.source}")
-                if not INPUT_SOURCE <= syn.source < i - (k > 0):
-                    raise FormatError(f"layer {i} ({layer.name!r}): residual synapse {k} points to layer "
-                                      f"{syn.source}; allowed: earlier layers −1..{i - 2}")
-                out = syn.output_shape(self.source_shape(syn.source))
-                if out != layer.shape:
-                    raise FormatError(f"layer {i} ({layer.name!r}): synapse {k} produces shape {out}, "
-                                      f"the layer has {layer.shape}")
+        check_wiring(self.layers, self.source_shape)
 
     def source_shape(self, source: int) -> tuple[int, ...]:
         """Shape of what ``source`` emits: the input image (−1) or a layer's neurons."""

@@ -5,23 +5,11 @@ Both count real connections, so borders of padded convolutions and strides are e
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 import torch
 
 from ..ir.formats import SynapseKind
-
-
-class SynapseLike(Protocol):
-    """What the counts need: ``ir.IntSynapse`` and ``spiking.FloatSynapse`` both fit."""
-
-    kind: SynapseKind
-    weight: np.ndarray
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
+from ..ir.geometry import SynapseLike
 
 
 def synapse_fanout(syn: SynapseLike, source_shape: tuple[int, ...]) -> np.ndarray:
