@@ -133,6 +133,27 @@ def test_conv_tiles_and_shared_kernel_by_hand(tmp_path: Path) -> None:
     part = map_cores([big], chip).layers[0]
     assert (part.tile, part.synapse_bytes_per_core, part.bound) == ((32, 1, 1), 864.0, "synapse memory")
     assert part.cores == 2 * 4 * 6
+    # rows narrower than a word are packed (an assumption): 2 channels · 1 B < 8 B, so 64·9 rows · 2 B =
+    # 1152 B > 1024 B; 1 channel: 576 B fits, tile 1×4×4 (all positions), 2 cores.
+    narrow = LayerSpec("n", (2, 4, 4), (SynapseSpec("conv", (64, 4, 4), (2, 64, 3, 3)),))
+    part = map_cores([narrow], chip).layers[0]
+    assert (part.cores, part.tile, part.synapse_bytes_per_core) == (2, (1, 4, 4), 576.0)
+
+
+def test_cifar_networks_fit_far_fewer_cores_with_weight_sharing() -> None:
+    # the measurement: ResNet-20 needed 295 cores with conv synapses counted expanded on loihi2
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
+    from slipsnn.toolchain.convert.lower import lower
+    from slipsnn.toolchain.data.loaders import dataset_info
+    from slipsnn.toolchain.ir.activation import preset_params
+    info = dataset_info("cifar10")
+    model = build_model(ModelConfig("resnet20", info.num_classes, info.input_shape, info.mean, info.std, 1.0),
+                        preset_params("slip"))
+    specs = layer_specs(lower(model.eval(), info.input_shape))
+    m = map_cores(specs, load_profile("loihi2"))
+    assert (m.total_cores, m.chips) == (94, 1)
+    assert all(p.fits for p in m.layers)
+    assert map_cores(specs, load_profile("loihi")).total_cores == 497        # no sharing: expanded synapses
 
 
 def test_dense_partition_by_hand(tmp_path: Path) -> None:

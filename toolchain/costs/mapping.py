@@ -8,11 +8,12 @@ so a network slipsnn did not write (a NIR graph, the lava-dl tutorials) is mappe
       synapse bytes per core = F · roundup(n_k · bytes_per_synapse, word_bytes)
   the smallest k with n_k ≤ neurons_per_core, those bytes ≤ synapse_memory_per_core and F ≤ axons_in_per_core.
   Every weight is stored, zeros included (the Loihi 2 compiles store a dense matrix whole, docs/reports.md).
-* **conv** layer (C, H, W): tiles of c × h × x neurons, x a power of two (then h, then c halved), the first
-  that fits: tile neurons ≤ conv_neurons_per_core and the tile's kernel memory ≤ synapse_memory_per_core.
+* **conv** layer (C, H, W): tiles of c × h × x neurons, x a power of two (then h; then fewer channels c), the
+  first that fits: tile neurons ≤ conv_neurons_per_core and the tile's kernel memory ≤ synapse_memory_per_core.
   With ``conv_bytes_per_weight`` the kernel is **shared** by every neuron of a core (Loihi 2's conv
   synapses: the compile logs show per-core synapse memory independent of the tile size) and replicated
-  in each core:  bytes = (C_in/g) · kH · kW · groups touched · roundup(min(c, C_out/g) · bytes_per_weight, word).
+  in each core:  bytes = (C_in/g) · kH · kW · groups touched · roundup(min(c, C_out/g) · bytes_per_weight, word)
+  (rows narrower than a word, c · bytes_per_weight < word, are assumed packed together: no log shows them).
   Without it, conv synapses are stored expanded (Loihi 1): the tile's share of the layer's stored synapses.
 * a layer with no synapses (an on-chip input encoder) is tiled like a conv by its neurons only.
 
@@ -35,6 +36,7 @@ import numpy as np
 
 from ..errors import SlipsnnError
 from ..ir.formats import SynapseKind
+from ..ir.floating import SpikingNetwork
 from ..ir.integer import IntNetwork
 from ..kernels.connectivity import synapse_fanout
 from .profiles import Profile, ProfileKind, require_kind
@@ -239,8 +241,9 @@ class ChipTiming:
         return 1e6 / (self.timesteps * hi), 1e6 / (self.timesteps * lo)
 
 
-def layer_specs(net: IntNetwork) -> tuple[LayerSpec, ...]:
-    """The per-layer description of an ``IntNetwork`` (stored synapses counted exactly, conv expanded)."""
+def layer_specs(net: IntNetwork | SpikingNetwork) -> tuple[LayerSpec, ...]:
+    """The per-layer description of an ``IntNetwork`` or a (float) ``SpikingNetwork`` (stored synapses
+    counted exactly, conv expanded): a network is mapped before it is quantized."""
     specs = []
     for layer in net.layers:
         syns = []
@@ -303,7 +306,11 @@ def _conv_bytes(spec: LayerSpec, tile: tuple[int, int, int], b: dict) -> float:
             c_out, c_in_g, kh, kw = s.weight_shape
             per_group = max(1, c_out // s.groups)
             groups = max(1, math.ceil(c / per_group))
-            total += c_in_g * kh * kw * groups * _roundup(min(c, per_group) * b["cbw"], b["word"])
+            rows, width = c_in_g * kh * kw * groups, min(c, per_group) * b["cbw"]
+            if width >= b["word"]:          # a row of the tile's output channels in whole words (the logs)
+                total += rows * _roundup(width, b["word"])
+            else:                           # narrower than a word: rows packed together (assumed; not in the logs)
+                total += _roundup(rows * width, b["word"])
         else:                                              # expanded: the tile's share of the stored synapses
             stored = s.stored if s.stored is not None else math.prod(s.weight_shape[1:]) * spec.neurons
             total += stored * b["bps"] * (c * h * x) / spec.neurons
@@ -311,15 +318,16 @@ def _conv_bytes(spec: LayerSpec, tile: tuple[int, int, int], b: dict) -> float:
 
 
 def _tiles(shape: tuple[int, int, int]):
-    """Candidate tiles, biggest first: x a power of two (PilotNet's compile splits columns so), then h, then c."""
+    """Candidate tiles (c, h, x), biggest first within each channel count: x a power of two over all rows
+    (Intel's PilotNet compile splits columns so), then fewer rows; then the same with fewer channels (a power
+    of two), which is what a kernel too big for one core needs: its memory depends on c alone."""
     C, H, W = shape
     below = lambda n: [2 ** k for k in range(int(math.log2(n)), -1, -1) if 2 ** k < n]   # powers of two < n
-    for x in [2 ** k for k in range(int(math.log2(W)), -1, -1)]:
-        yield C, H, x
-    for h in below(H):
-        yield C, h, 1
-    for c in below(C):
-        yield c, 1, 1
+    for c in [C, *below(C)]:
+        for x in [2 ** k for k in range(int(math.log2(W)), -1, -1)]:
+            yield c, H, x
+        for h in below(H):
+            yield c, h, 1
 
 
 def _map_conv(spec: LayerSpec, b: dict) -> tuple[int, tuple[int, ...], float, int, str, bool]:
@@ -342,11 +350,12 @@ def _map_conv(spec: LayerSpec, b: dict) -> tuple[int, tuple[int, ...], float, in
     return spec.neurons * split, tile, mem / split, 0, "synapse memory", False
 
 
-def map_cores(specs: Sequence[LayerSpec] | IntNetwork, profile: Profile, end: str = "value") -> CoreMap:
+def map_cores(specs: Sequence[LayerSpec] | IntNetwork | SpikingNetwork, profile: Profile,
+              end: str = "value") -> CoreMap:
     """Partition every layer over cores and chips on a neuromorphic profile (module docstring).
 
     Args:
-        specs: the per-layer description (``layer_specs``), or an ``IntNetwork``.
+        specs: the per-layer description (``layer_specs``), or an ``IntNetwork`` / ``SpikingNetwork``.
         profile: a neuromorphic profile (its ``[core]`` budgets).
         end: ``"value"``, or ``"fewest"``/``"most"``: every budget at the end of its range that gives the
             fewest (most) cores: capacities at their high (low) end, per-synapse sizes at their low (high) end.
@@ -358,7 +367,7 @@ def map_cores(specs: Sequence[LayerSpec] | IntNetwork, profile: Profile, end: st
     require_kind(profile, ProfileKind.NEUROMORPHIC)
     if end not in MAP_ENDS:
         raise SlipsnnError(f"mapping end {end!r}; allowed: {', '.join(MAP_ENDS)}")
-    if isinstance(specs, IntNetwork):
+    if isinstance(specs, (IntNetwork, SpikingNetwork)):
         specs = layer_specs(specs)
     b = _budgets(profile, end)
     layers, first = [], 0
