@@ -128,11 +128,12 @@ def test_conv_tiles_and_shared_kernel_by_hand(tmp_path: Path) -> None:
     part = map_cores([spec], chip).layers[0]
     assert (part.cores, part.tile, part.synapse_bytes_per_core, part.bound) == (3, (8, 4, 2), 216.0, "neurons")
     # 48 output channels: 27 rows × 48 B = 1296 B > 1024 B whatever the column or row tile, so the tiler
-    # takes fewer channels, a power of two: 32 → 27 × 32 B = 864 B, tile 32×1×1 (32 ≤ 64 neurons).
+    # takes fewer channels, a power of two: 32 → 27 × 32 B = 864 B; over as many positions as fit 64 neurons:
+    # 32×4×x (x ≥ 1) has ≥ 128, 32×2×1 has 64 → cores ceil(48/32) · ceil(4/2) · 6 = 24.
     big = LayerSpec("c", (48, 4, 6), (SynapseSpec("conv", (3, 4, 6), (48, 3, 3, 3)),))
     part = map_cores([big], chip).layers[0]
-    assert (part.tile, part.synapse_bytes_per_core, part.bound) == ((32, 1, 1), 864.0, "synapse memory")
-    assert part.cores == 2 * 4 * 6
+    assert (part.tile, part.synapse_bytes_per_core, part.bound) == ((32, 2, 1), 864.0, "synapse memory")
+    assert part.cores == 2 * 2 * 6
     # rows narrower than a word are packed (an assumption): 2 channels · 1 B < 8 B, so 64·9 rows · 2 B =
     # 1152 B > 1024 B; 1 channel: 576 B fits, tile 1×4×4 (all positions), 2 cores.
     narrow = LayerSpec("n", (2, 4, 4), (SynapseSpec("conv", (64, 4, 4), (2, 64, 3, 3)),))
