@@ -106,14 +106,23 @@ def _recipe(cfg_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def macs_per_image(model: Any, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of one forward pass (Conv2d and Linear layers), counted with hooks."""
+    """Multiply-accumulates of one forward pass (Conv2d and Linear layers), counted with hooks.
+
+    Each layer is counted by ``kernels.connectivity.synapse_macs``, the one MAC definition the reports
+    use (in-bounds kernel taps only: a padded border tap multiplies no input and is not counted).
+    """
     import torch
     from torch import nn
+    from slipsnn.toolchain.ir.formats import SynapseKind
+    from slipsnn.toolchain.ir.floating import FloatSynapse
+    from slipsnn.toolchain.kernels.connectivity import synapse_macs
     total = [0]
 
     def hook(m: nn.Module, inp: tuple, out: torch.Tensor) -> None:
         if isinstance(m, nn.Conv2d):
-            total[0] += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+            syn = FloatSynapse(0, SynapseKind.CONV, m.weight.detach().numpy(), tuple(m.stride), tuple(m.padding),
+                               tuple(m.dilation), m.groups)
+            total[0] += synapse_macs(syn, tuple(inp[0].shape[1:]))
         else:
             total[0] += m.in_features * m.out_features
 

@@ -207,7 +207,7 @@ def test_profile_missing_section_and_unknown_name(tmp_path: Path) -> None:
     text = PROFILE_TOML[:PROFILE_TOML.index("[core.neurons_per_core]")]
     with pytest.raises(ProfileError, match=r"\[core\.neurons_per_core\] is missing"):
         load_profile(write_profile(tmp_path, text))
-    with pytest.raises(ProfileError, match="unknown profile 'loihi3'; built-in profiles: gpu45nm, loihi, loihi2"):
+    with pytest.raises(ProfileError, match="unknown profile .loihi3.; built-in profiles: gpu45nm, jetson_nano, loihi, loihi2, loihi_sanafe"):
         load_profile("loihi3")
     assert load_profile("gpu45nm").path.endswith("gpu45nm.toml")   # built-ins are named by file in messages too
 
@@ -236,43 +236,51 @@ def test_energy_matches_hand_calculation(tmp_path: Path) -> None:
     # t = 3, means over the 2 samples: conv spikes (12 + 6)/2 = 9, conv synops 30, out synops (27 + 12)/2 = 19.5.
     #   conv: synops 30·2 = 60, active 9·10 = 90, inactive (8·3 − 9)·3 = 45, spikes 9·0.5 = 4.5 → 199.5 pJ
     #   out:  synops 19.5·2 = 39, active 0, inactive 3·3·3 = 27, spikes 0            →  66.0 pJ
-    # Cores: conv needs ceil(8/4) = 2 for neurons, ceil(46 B/16 B) = 3 for memory → 3; out 1 → 4 cores = 2 chips.
-    # Static: 1 mW · 2 chips · latency (3 + 2 layers)·5 µs = 25 µs → 50 nJ = 50 000 pJ.
+    # Cores (testchip: no conv weight sharing, 46 stored conv synapses · 1 B, 16 B and 4 neurons per core):
+    #   conv (2, 2, 2): tile 2×2×2 has 8 neurons > 4; 2×2×1 has 4 but holds 46·4/8 = 23 B > 16 B; 2×1×1 holds
+    #   11.5 B → 2·2·1 = 4 cores. out: 3 neurons, fan-in 8 → 8·3 = 24 B > 16 B on one core, 8·2 = 16 B on two.
+    #   6 cores = 3 chips (2 per chip).
+    # Static: 1 mW · 3 chips · latency (3 + 2 layers)·5 µs = 25 µs → 75 nJ = 75 000 pJ.
     e3 = rep.steps[1].energy["testchip"]
     assert [dict(layer) for layer in e3.by_layer] == [
         {"synop": 60.0, "neuron_update_active": 90.0, "neuron_update_inactive": 45.0, "spike": 4.5},
         {"synop": 39.0, "neuron_update_active": 0.0, "neuron_update_inactive": 27.0, "spike": 0.0}]
     assert e3.dynamic_pj == pytest.approx(265.5)
-    assert e3.static_pj == pytest.approx(50_000.0)
-    assert e3.total_pj == pytest.approx(50_265.5)
-    assert rep.cores["testchip"].total_cores == 4 and rep.cores["testchip"].chips == 2
-    assert [c.cores for c in rep.cores["testchip"].layers] == [3, 1]
+    assert e3.static_pj == pytest.approx(75_000.0)
+    assert e3.total_pj == pytest.approx(75_265.5)
+    assert rep.cores["testchip"].total_cores == 6 and rep.cores["testchip"].chips == 3
+    conv, out = rep.cores["testchip"].layers
+    assert (conv.cores, conv.tile, conv.synapse_bytes_per_core, conv.bound) == (4, (2, 1, 1), 11.5, "synapse memory")
+    assert (out.cores, out.tile, out.first_core, out.axons_in_per_core) == (2, (2,), 4, 8)
+    assert rep.cores["testchip"].chips_of(out) == (2, 2)
 
     # t = 1: conv spikes 1, synops 10; out synops 2.5 → 20 + 10 + 7·3 + 0.5 = 51.5 and 5 + 9 = 14; static 2·15 µs.
     e1 = rep.steps[0].energy["testchip"]
-    assert e1.dynamic_pj == pytest.approx(65.5) and e1.static_pj == pytest.approx(30_000.0)
+    assert e1.dynamic_pj == pytest.approx(65.5) and e1.static_pj == pytest.approx(45_000.0)
 
     timing = rep.steps[1].timing["testchip"]
     assert timing.latency_us == 25.0 and timing.throughput_per_s == pytest.approx(1e6 / 15)
     # ANN: (50 + 24) MACs · 4.6 pJ = 340.4 pJ, independent of t.
     assert rep.ann_energy.total_pj == pytest.approx(340.4)
     d = rep.to_json()
-    assert d["timesteps"][1]["energy"]["testchip"]["ann_over_snn"] == pytest.approx(340.4 / 50_265.5)
+    assert d["timesteps"][1]["energy"]["testchip"]["ann_over_snn"] == pytest.approx(340.4 / 75_265.5)
     assert d["timesteps"][1]["energy"]["testchip"]["ann_over_snn_dynamic"] == pytest.approx(340.4 / 265.5)
     # The papers' estimate on gpu45nm at t = 3: first-layer synops 30·4.6 (graded input) + 19.5·0.9.
     assert d["timesteps"][1]["literature_estimate"]["energy_pj"] == pytest.approx(30 * 4.6 + 19.5 * 0.9)
     # The direct call gives the same as the report.
     counts = count_layers(hand_net(), hand_run().sim, 3)
     chips = map_cores(hand_net(), chip).chips
-    assert snn_energy(counts, chip, 25.0, chips).total_pj == pytest.approx(50_265.5)
+    assert snn_energy(counts, chip, 25.0, chips).total_pj == pytest.approx(75_265.5)
 
 
 def test_choose_profiles(tmp_path: Path) -> None:
-    chips, ann = choose_profiles("loihi")
-    assert [p.name for p in chips] == ["loihi", "loihi2"] and ann.name == "gpu45nm"
+    chips, anns = choose_profiles("loihi")                   # only the profile asked for, no other built-in
+    assert [p.name for p in chips] == ["loihi"] and [a.name for a in anns] == ["gpu45nm", "jetson_nano"]
     user = write_profile(tmp_path)
-    chips, ann = choose_profiles([user, "gpu45nm"])          # an ann profile in the list is the ANN baseline
-    assert [p.name for p in chips] == ["testchip", "loihi", "loihi2"] and ann.name == "gpu45nm"
+    chips, anns = choose_profiles([user, "loihi2", "jetson_nano"])   # an ann profile in the list is the main ANN
+    assert [p.name for p in chips] == ["testchip", "loihi2"] and [a.name for a in anns] == ["jetson_nano"]
+    chips, anns = choose_profiles("loihi2", edge_profile=None)
+    assert [a.name for a in anns] == ["gpu45nm"]
     with pytest.raises(ProfileError, match="no neuromorphic profile"):
         choose_profiles(["gpu45nm"])
 
@@ -334,21 +342,29 @@ def test_table_shows_the_json_numbers() -> None:
     energy_table = _section(text, "Energy per inference")
     unit = re.match(r"Energy per inference \((\w+)\)", energy_table).group(1)
     scale = {"pJ": 1, "nJ": 1e3, "µJ": 1e6, "mJ": 1e9}[unit]
-    row = _row(energy_table, r"4\s+loihi\s")
-    e = last["energy"]["loihi"]
-    assert float(row[2]) * scale == pytest.approx(e["dynamic_pj"], rel=5e-4)
-    assert float(row[4]) * scale == pytest.approx(e["energy_pj"], rel=5e-4)
-    assert float(row[5]) == pytest.approx(e["ann_over_snn"], rel=5e-4)
-    row = _row(energy_table, r"4\s+loihi2\s+\d")
-    assert float(row[2]) == float(row[4])             # no static power on loihi2
-    assert last["energy"]["loihi2"]["static_pj"] == 0.0
+    for name in ("loihi", "loihi2"):
+        row = _row(energy_table, rf"4\s+{name}\s")
+        e = last["energy"][name]
+        assert float(row[2]) * scale == pytest.approx(e["dynamic_pj"], rel=5e-4)
+        lo, hi = (float(v) * scale for v in row[3].split("–"))
+        assert (lo, hi) == (pytest.approx(e["dynamic_range_pj"][0], rel=5e-3), pytest.approx(e["dynamic_range_pj"][1], rel=5e-3))
+        assert e["dynamic_range_pj"][0] <= e["dynamic_pj"] <= e["dynamic_range_pj"][1]
+        assert float(row[5]) * scale == pytest.approx(e["energy_pj"], rel=5e-4)
+        assert float(row[7]) == pytest.approx(e["ann_over_snn"], rel=5e-4)
+    assert last["energy"]["loihi2"]["static_pj"] > 0          # measured static power (PilotNet benchmark)
+    # the partition table prints the JSON's cores per layer
+    part = _section(text, "Partition on loihi2")
+    for i, layer in enumerate(d["cores"]["loihi2"]["layers"]):
+        row = _row(part, rf"{i}\s+{layer['name']}\s")
+        assert int(row[4]) == layer["cores"] and row[6] == "×".join(map(str, layer["tile"]))
 
 
 def test_save_report_writes_json_and_plots(tmp_path: Path) -> None:
     rep = simulated_report()
     written = save_report(rep, tmp_path / "r" / "report.json", tmp_path / "plots")
     names = [p.name for p in written]
-    assert names == ["report.json", "accuracy_vs_timesteps.png", "spikes_per_layer.png", "energy_per_layer.png"]
+    assert names == ["report.json", "accuracy_vs_timesteps.png", "spikes_per_layer.png", "energy_per_layer.png",
+                     "energy_range.png"]
     assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(json.dumps(rep.to_json()))
     for p in written[1:]:
         data = p.read_bytes()
@@ -370,7 +386,7 @@ def test_report_entry_point_on_digits(tmp_path: Path) -> None:
     rep = report(path, None, [1, 4], limit=16, json_path=tmp_path / "r.json", plots_dir=tmp_path / "plots")
     assert rep.network["dataset"] == "digits"                # taken from the network's metadata
     assert rep.samples == 16 and [s.timesteps for s in rep.steps] == [1, 4]
-    assert rep.main_profile == "loihi2" and [p.name for p in rep.profiles] == ["loihi2", "loihi"]
+    assert rep.main_profile == "loihi2" and [p.name for p in rep.profiles] == ["loihi2"]   # only what was asked
     assert rep.ann_accuracy is None
     assert rep.steps[-1].layers[0].spikes > 0
-    assert (tmp_path / "r.json").exists() and len(list((tmp_path / "plots").glob("*.png"))) == 3
+    assert (tmp_path / "r.json").exists() and len(list((tmp_path / "plots").glob("*.png"))) == 4

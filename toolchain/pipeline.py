@@ -477,12 +477,12 @@ def report(net_path: str | Path, dataset: str | None, timesteps: int | Sequence[
             in the network's metadata.
         timesteps: one t or several; the run uses the largest.
         backend: ``fast``, ``loihi_sim`` or ``loihi`` (``run.BACKENDS``).
-        profile: the main neuromorphic profile (name or TOML path), or several, main first; every other
-            built-in neuromorphic profile is reported beside them (``choose_profiles``).
+        profile: the main neuromorphic profile (name or TOML path), or several, main first; only these
+            are reported (``choose_profiles``).
         json_path, plots_dir: where to save the JSON and the plots (None: not saved).
         data_root: data folder (``data.load_pixels``).
         limit: use only the first ``limit`` test samples.
-        ann_profile: profile of the ANN baseline.
+        ann_profile: profile of the ANN baseline (an edge-GPU baseline is reported beside it).
         progress: show progress bars.
         device, batch_size: where and in what batches ``fast`` runs (``backends.registry.run_network``).
 

@@ -7,6 +7,9 @@ Per layer and per sample (means over the samples of a run), after t time-steps:
     firing rate   = spikes / (neurons · t)
     updates       = neurons · t   (every neuron is updated every step; active = the spikes, inactive = the rest)
     ANN MACs      = Σ_synapses Σ_output neurons (in-bounds taps × C_in/groups)   (dense: in · out; zeros included)
+
+The MAC count has one definition, ``kernels.connectivity.synapse_macs`` (padded taps are not counted);
+the lowering, this module and benchmarks/cifar.py all use it.
 """
 
 from __future__ import annotations

@@ -60,7 +60,8 @@ class Energy:
         return self.dynamic_pj + self.static_pj
 
 
-def snn_energy(counts: Sequence[LayerCounts], profile: Profile, latency_us: float = 0.0, chips: int = 1) -> Energy:
+def snn_energy(counts: Sequence[LayerCounts], profile: Profile, latency_us: float = 0.0, chips: int = 1,
+               end: str = "value") -> Energy:
     """Energy per inference of the spiking network on a neuromorphic profile.
 
     Args:
@@ -69,23 +70,28 @@ def snn_energy(counts: Sequence[LayerCounts], profile: Profile, latency_us: floa
         latency_us: time the chips are held per inference (``ChipTiming.latency_us``); static energy is
             ``P_static · chips · latency`` when the profile has static power.
         chips: chips in use (``CoreMap.chips``).
+        end: ``"value"``, or ``"low"``/``"high"``: every energy constant at that end of its range (the
+            caller passes the latency of the same end), so two calls bracket what the assumptions span.
+
+    ``counts`` may be written by hand for a network slipsnn did not run: a ``LayerCounts`` needs only the
+    layer's neurons, steps, spikes and synops per sample (docs/reports.md "Costing another network").
     """
     require_kind(profile, ProfileKind.NEUROMORPHIC)
-    e = {op: profile.energy_pj(op) for op in SNN_OPS}
+    e = {op: profile.energy_pj(op, end) for op in SNN_OPS}
     by_layer = tuple(MappingProxyType({
         "synop": c.synops * e["synop"],
         "neuron_update_active": c.active_updates * e["neuron_update_active"],
         "neuron_update_inactive": c.inactive_updates * e["neuron_update_inactive"],
         "spike": c.spikes * e["spike"],
     }) for c in counts)
-    static = profile.static_power.base * chips * latency_us * PJ_PER_MW_US if profile.static_power else 0.0
+    static = profile.static_power.pick(end) * chips * latency_us * PJ_PER_MW_US if profile.static_power else 0.0
     return Energy(profile.name, by_layer, float(static))
 
 
-def ann_energy(counts: Sequence[LayerCounts], profile: Profile) -> Energy:
+def ann_energy(counts: Sequence[LayerCounts], profile: Profile, end: str = "value") -> Energy:
     """Energy per inference of the ANN: Σ MACs · E_MAC (first layer included) on an ``ann`` profile."""
     require_kind(profile, ProfileKind.ANN)
-    e_mac = profile.energy_pj("mac")
+    e_mac = profile.energy_pj("mac", end)
     return Energy(profile.name, tuple(MappingProxyType({"mac": c.macs * e_mac}) for c in counts))
 
 

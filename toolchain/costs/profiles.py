@@ -41,8 +41,12 @@ POWER_UNITS = {"mW": 1.0, "uW": 1e-3, "W": 1e3}
 MEMORY_UNITS = {"B": 1.0, "KiB": 1024.0, "MiB": 1024.0 ** 2}
 NEURON_UNITS = {"neurons": 1.0}
 CORE_UNITS = {"cores": 1.0}
+COUNT_UNITS = {"axons": 1.0}
 
-CONSTANT_KEYS = ("value", "unit", "source", "assumption", "derived", "range", "note")
+CONSTANT_KEYS = ("value", "unit", "source", "status", "assumption", "derived", "range", "note")
+# How a constant is known: read off a measurement, fitted to measurements (a compiler log, a calibrated
+# simulator), or assumed. Every built-in constant says which (tests/test_reports.py checks it).
+STATUSES = ("measured", "calibrated", "assumed")
 REQUIRED_CONSTANT_KEYS = ("value", "unit", "source")
 
 # Energy operations per kind: name -> required?  ("neuron_update" OR the active/inactive pair, see _check_energy)
@@ -54,12 +58,22 @@ ENERGY_OPS: dict[ProfileKind, dict[str, bool]] = {
 
 # Non-energy sections: section -> {key: (units, required for neuromorphic, must be an integer, may be zero)}
 _QUANTITIES: dict[str, dict[str, tuple[dict[str, float], bool, bool, bool]]] = {
-    "timing": {"step_time": (TIME_UNITS, True, False, False)},
+    "timing": {"step_time": (TIME_UNITS, True, False, False),
+               # per-operation times of one core: the step-time estimate of the most loaded core (costs.mapping)
+               "synop_time": (TIME_UNITS, False, False, True),
+               "neuron_update_time": (TIME_UNITS, False, False, True),
+               "spike_time": (TIME_UNITS, False, False, True),
+               "sync_time": (TIME_UNITS, False, False, True)},
     "power": {"static": (POWER_UNITS, False, False, True)},
     "core": {"neurons_per_core": (NEURON_UNITS, True, True, False),
              "synapse_memory_per_core": (MEMORY_UNITS, True, False, False),
              "cores_per_chip": (CORE_UNITS, True, True, False),
-             "bytes_per_synapse": (MEMORY_UNITS, True, False, False)},
+             "bytes_per_synapse": (MEMORY_UNITS, True, False, False),
+             # optional: conv weight sharing and the finer per-core budgets (costs.mapping)
+             "conv_neurons_per_core": (NEURON_UNITS, False, True, False),
+             "conv_bytes_per_weight": (MEMORY_UNITS, False, False, False),
+             "word_bytes": (MEMORY_UNITS, False, False, False),
+             "axons_in_per_core": (COUNT_UNITS, False, True, False)},
 }
 PROFILE_KEYS = {"name": True, "kind": True, "description": True, "notes": False}
 SECTIONS = ("profile", "energy", *_QUANTITIES)
@@ -78,12 +92,14 @@ class Constant:
         derived: how the value was computed from published figures, if it was.
         range: (low, high) in ``unit``, when the source gives a range.
         note: anything else a reader should know.
+        status: ``measured``, ``calibrated`` or ``assumed`` (``STATUSES``); None when the file does not say.
     """
 
     value: float
     unit: str
     source: str
     factor: float = 1.0
+    status: str | None = None
     assumption: str | None = None
     derived: str | None = None
     range: tuple[float, float] | None = None
@@ -100,9 +116,18 @@ class Constant:
         lo, hi = self.range or (self.value, self.value)
         return lo * self.factor, hi * self.factor
 
+    def pick(self, end: str = "value") -> float:
+        """The base-unit value at one end of the constant's range: ``"value"``, ``"low"`` or ``"high"``."""
+        if end == "value":
+            return self.base
+        lo, hi = self.base_range
+        if end not in ("low", "high"):
+            raise ProfileError(f"range end {end!r}; allowed: value, low, high")
+        return lo if end == "low" else hi
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": self.value, "unit": self.unit, "source": self.source}
-        for key in ("assumption", "derived", "note"):
+        for key in ("status", "assumption", "derived", "note"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.range is not None:
@@ -117,7 +142,11 @@ class CoreLimits:
     neurons_per_core: Constant
     synapse_memory_per_core: Constant   # base unit: bytes
     cores_per_chip: Constant
-    bytes_per_synapse: Constant         # base unit: bytes
+    bytes_per_synapse: Constant         # base unit: bytes; a dense synapse (weight and its index)
+    conv_neurons_per_core: Constant | None = None   # the fill a conv tile reaches; default neurons_per_core
+    conv_bytes_per_weight: Constant | None = None   # set: conv kernels are shared within a core
+    word_bytes: Constant | None = None              # synapse memory is allocated in words of this size
+    axons_in_per_core: Constant | None = None
 
 
 @dataclass(frozen=True)
@@ -145,16 +174,21 @@ class Profile:
     core: CoreLimits | None = None
     notes: tuple[str, ...] = ()
     path: str = ""
+    op_times: Mapping[str, Constant] = MappingProxyType({})   # timing.* per-op times (synop_time, ...)
 
-    def energy_pj(self, op: str) -> float:
+    def energy_pj(self, op: str, end: str = "value") -> float:
         """Energy of one ``op`` in pJ. ``neuron_update_active``/``_inactive`` fall back to ``neuron_update``.
+
+        Args:
+            op: operation name (``ENERGY_OPS``).
+            end: ``"value"``, or ``"low"``/``"high"`` for the ends of the constant's range (``Constant.pick``).
 
         Raises:
             ProfileError: the profile has no such operation.
         """
         for key in (op, "neuron_update") if op.startswith("neuron_update_") else (op,):
             if key in self.energy:
-                return self.energy[key].base
+                return self.energy[key].pick(end)
         raise ProfileError(f"profile {self.name!r} ({self.path}) has no energy for {op!r}; "
                            f"it has: {', '.join(self.energy)}")
 
@@ -173,7 +207,9 @@ class Profile:
         if self.static_power is not None:
             out["power.static"] = self.static_power
         if self.core is not None:
-            out.update({f"core.{k}": getattr(self.core, k) for k in _QUANTITIES["core"]})
+            out.update({f"core.{k}": getattr(self.core, k) for k in _QUANTITIES["core"]
+                        if getattr(self.core, k) is not None})
+        out.update({f"timing.{k}": c for k, c in self.op_times.items()})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -274,6 +310,7 @@ def parse_profile(doc: Mapping[str, Any], origin: str = "<profile>") -> Profile:
     core = CoreLimits(**quantities["core"]) if kind is ProfileKind.NEUROMORPHIC else None
     return Profile(name=head["name"], kind=kind, description=head["description"],
                    energy=MappingProxyType(energy), step_time=quantities["timing"].get("step_time"),
+                   op_times=MappingProxyType({k: c for k, c in quantities["timing"].items() if k != "step_time"}),
                    static_power=quantities["power"].get("static"), core=core, notes=tuple(notes), path=origin)
 
 
@@ -337,7 +374,11 @@ def _constant(raw: Any, units: dict[str, float], origin: str, where: str, intege
         if not lo <= value <= hi:
             raise ProfileError(f"{origin}: {where}.range = [{lo}, {hi}] must contain value {value}")
         rng = (lo, hi)
-    return Constant(value=value, unit=unit, source=raw["source"], factor=units[unit], assumption=raw.get("assumption"),
+    status = raw.get("status")
+    if status is not None and status not in STATUSES:
+        raise ProfileError(f"{origin}: {where}.status = {status!r}; allowed: {', '.join(STATUSES)}")
+    return Constant(value=value, unit=unit, source=raw["source"], factor=units[unit], status=status,
+                    assumption=raw.get("assumption"),
                     derived=raw.get("derived"), range=rng, note=raw.get("note"))
 
 

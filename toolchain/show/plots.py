@@ -17,7 +17,7 @@ from ..costs.energy import SNN_OPS
 if TYPE_CHECKING:
     from ..costs.report import Report
 
-PLOT_FILES = ("accuracy_vs_timesteps.png", "spikes_per_layer.png", "energy_per_layer.png")
+PLOT_FILES = ("accuracy_vs_timesteps.png", "spikes_per_layer.png", "energy_per_layer.png", "energy_range.png")
 OP_LABELS = {"synop": "synaptic ops", "neuron_update_active": "neuron updates (spiking)",
              "neuron_update_inactive": "neuron updates (silent)", "spike": "spikes sent"}
 LOG_SCALE_RATIO = 100.0   # switch an axis to log scale when its positive values span more than this
@@ -29,8 +29,9 @@ def plot_report(report: "Report", out_dir: str | Path) -> list[Path]:
 
     Files: ``accuracy_vs_timesteps.png`` (SNN accuracy after every t, the ANN as a dashed line when the
     network records it), ``spikes_per_layer.png`` (spikes per sample per spiking layer, one bar per
-    reported T) and ``energy_per_layer.png`` (energy per layer by operation on the main profile at the
-    largest T, with the ANN's energy per layer beside it).
+    reported T), ``energy_per_layer.png`` (energy per layer by operation on the main profile at the
+    largest T, with the ANN's energy per layer beside it) and ``energy_range.png`` (energy per inference
+    vs T on every profile, shaded over the range its constants span, with the ANN baselines' ranges).
 
     Returns:
         The written paths, in the order above.
@@ -40,7 +41,7 @@ def plot_report(report: "Report", out_dir: str | Path) -> list[Path]:
     """
     d = report.to_json()
     out = Path(out_dir)
-    makers: list[Callable[[dict], Any]] = [_accuracy, _spikes, _energy]
+    makers: list[Callable[[dict], Any]] = [_accuracy, _spikes, _energy, _energy_range]
     return [save_figure(make(d), out / name) for name, make in zip(PLOT_FILES, makers)]
 
 
@@ -159,5 +160,35 @@ def _energy(d: dict) -> Any:
                  f"SNN dynamic {format_energy(e['dynamic_pj'])} + static {format_energy(e['static_pj'])} "
                  f"(not per layer) vs ANN {format_energy(ann['energy_pj'])}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _energy_range(d: dict) -> Any:
+    from .report import energy_unit
+    ts = [s["timesteps"] for s in d["timesteps"]]
+    profiles = list(d["timesteps"][-1]["energy"])
+    baselines = d["ann"].get("baselines") or {d["ann"]["profile"]: {"energy_pj": d["ann"]["energy_pj"],
+                                                                    "energy_range_pj": [d["ann"]["energy_pj"]] * 2}}
+    highs = [s["energy"][p].get("energy_range_pj", [0, s["energy"][p]["energy_pj"]])[1]
+             for s in d["timesteps"] for p in profiles]
+    highs += [b["energy_range_pj"][1] for b in baselines.values()]
+    unit, scale = energy_unit(float(max(highs)))
+    fig, ax = new_figure((8, 5))
+    for p in profiles:
+        e = np.array([s["energy"][p]["energy_pj"] for s in d["timesteps"]]) / scale
+        rng = np.array([s["energy"][p].get("energy_range_pj", [s["energy"][p]["energy_pj"]] * 2)
+                        for s in d["timesteps"]]) / scale
+        line, = ax.plot(ts, e, marker="o", label=f"SNN on {p}")
+        ax.fill_between(ts, rng[:, 0], rng[:, 1], color=line.get_color(), alpha=0.2)
+    for (name, b), color in zip(baselines.items(), ("dimgray", "darkred", "darkgreen", "purple")):
+        lo, hi = (v / scale for v in b["energy_range_pj"])
+        ax.axhline(b["energy_pj"] / scale, color=color, linestyle="--", label=f"ANN on {name}")
+        ax.axhspan(lo, hi, color=color, alpha=0.1)
+    ax.set_yscale("log")
+    ax.set_xlabel("time-steps T")
+    ax.set_ylabel(f"energy per inference ({unit}, log scale)")
+    ax.set_title(f"Energy per inference and the range its constants span: {_title(d)}", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

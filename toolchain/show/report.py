@@ -38,6 +38,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 0) 
                         rule=True)
 
 
+def _constants(p: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(section.key, constant dict) of a profile's ``to_dict()``."""
+    out = [(f"energy.{k}", c) for k, c in p.get("energy", {}).items()]
+    return out + [(k, c) for k, c in p.items() if "." in k and isinstance(c, Mapping)]
+
+
 def format_report(report: Report | Mapping[str, Any]) -> str:
     """Readable terminal tables of a report (or of its ``to_json()`` dict, e.g. read back from a file).
 
@@ -76,40 +82,65 @@ def format_report(report: Report | Mapping[str, Any]) -> str:
 
     all_e = [e["energy_pj"] for s in d["timesteps"] for e in s["energy"].values()] + [ann["energy_pj"]]
     unit, scale = energy_unit(max(all_e))
-    out += [f"Energy per inference ({unit}); ANN on {ann['profile']}: {_g(ann['energy_pj'] / scale)} {unit} "
-            f"({ann['macs']} MACs)"]
+    span = lambda r: f"{_g(r[0] / scale, 3)}–{_g(r[1] / scale, 3)}" if r else "-"
+    out += [f"Energy per inference ({unit}); range: every constant at the low / high end of its range"]
     rows = []
     for s in d["timesteps"]:
         for name, e in s["energy"].items():
-            rows.append([str(s["timesteps"]), name, _g(e["dynamic_pj"] / scale), _g(e["static_pj"] / scale),
-                         _g(e["energy_pj"] / scale), _g(e["ann_over_snn"]), _g(e["ann_over_snn_dynamic"])])
+            rows.append([str(s["timesteps"]), name, _g(e["dynamic_pj"] / scale), span(e.get("dynamic_range_pj")),
+                         _g(e["static_pj"] / scale), _g(e["energy_pj"] / scale), span(e.get("energy_range_pj")),
+                         _g(e["ann_over_snn"]), _g(e["ann_over_snn_dynamic"])])
         lit = s["literature_estimate"]
         if lit is not None:
             rows.append([str(s["timesteps"]), f"{lit['profile']} (papers' estimate)", _g(lit["energy_pj"] / scale), "-",
-                         _g(lit["energy_pj"] / scale), _g(lit["ann_over_snn"]), _g(lit["ann_over_snn"])])
-    out += _table(["T", "profile", "dynamic", "static", "total", "ANN/SNN", "ANN/SNN dynamic"], rows, left=2)
+                         "-", _g(lit["energy_pj"] / scale), "-", _g(lit["ann_over_snn"]), _g(lit["ann_over_snn"])])
+    out += _table(["T", "profile", "dynamic", "dynamic range", "static", "total", "total range", "ANN/SNN",
+                   "ANN/SNN dynamic"], rows, left=2)
     out += ["(papers' estimate: first-layer synops × E_mac + other synops × E_add on the ANN profile)", ""]
+    out += [f"ANN baseline ({ann['macs']} MACs, {ann.get('macs_definition', 'in-bounds taps')}), {unit}"]
+    rows = [[name, _g(b["energy_pj"] / scale), span(b["energy_range_pj"]), b["description"]]
+            for name, b in ann.get("baselines", {ann["profile"]: {"energy_pj": ann["energy_pj"],
+                                                                  "energy_range_pj": None, "description": ""}}).items()]
+    out += _table(["profile", "energy", "range", "what it is"], rows, left=1) + [""]
 
-    out += ["Latency (T + depth steps) and throughput (one sample per T steps) on the chip"]
+    out += ["Latency (T + depth steps) and throughput (one sample per T steps) on the chip; the step comes from the "
+            "most loaded core when the profile has per-op times"]
     rows = []
     for s in d["timesteps"]:
         for name, t in s["timing"].items():
             lo, hi = t["latency_range_us"]
             tlo, thi = t["throughput_range_per_s"]
-            rows.append([str(s["timesteps"]), name, _g(t["step_time_us"]), _g(t["latency_us"]), f"{_g(lo, 3)}–{_g(hi, 3)}",
-                         _g(t["throughput_per_s"]), f"{_g(tlo, 3)}–{_g(thi, 3)}"])
-    out += _table(["T", "profile", "step µs", "latency µs", "range µs", "samples/s", "range /s"], rows, left=2) + [""]
+            src = t.get("step_source", "profile step_time")
+            src = f"core of {t['busiest_layer']}" if t.get("busiest_layer") else src
+            rows.append([str(s["timesteps"]), name, _g(t["step_time_us"]), src, _g(t["latency_us"]),
+                         f"{_g(lo, 3)}–{_g(hi, 3)}", _g(t["throughput_per_s"]), f"{_g(tlo, 3)}–{_g(thi, 3)}"])
+    out += _table(["T", "profile", "step µs", "step set by", "latency µs", "range µs", "samples/s", "range /s"],
+                  rows, left=2) + [""]
 
     for name, m in d["cores"].items():
-        out += [f"Cores on {name} (a layer needs cores for its neurons and for its synapse memory; "
-                f"{m['cores_per_chip']} cores per chip)"]
-        rows = [[str(i), c["name"], str(c["neurons"]), str(c["synapses"]), str(c["cores_for_neurons"]),
-                 str(c["cores_for_memory"]), str(c["cores"])] for i, c in enumerate(m["layers"])]
-        rows.append(["", "total", "", "", "", "", str(m["total_cores"])])
-        out += _table(["#", "layer", "neurons", "synapses", "by neurons", "by memory", "cores"], rows, left=2)
-        out += [f"chips needed: {m['chips']}", ""]
+        sharing = "conv kernels shared within a core" if m.get("weight_sharing") else "conv synapses stored expanded"
+        out += [f"Partition on {name} ({sharing}; {m['cores_per_chip']} cores per chip; range: every budget at "
+                "the end of its range that gives the fewest / the most cores)"]
+        rows = []
+        for i, c in enumerate(m["layers"]):
+            lo, hi = c["cores_range"]
+            chips = c["chips"][0] if c["chips"][0] == c["chips"][1] else f"{c['chips'][0]}–{c['chips'][1]}"
+            rows.append([str(i), c["name"], c["kind"], str(c["neurons"]), str(c["cores"]), f"{lo}–{hi}",
+                         "×".join(str(t) for t in c["tile"]), _g(c["synapse_bytes_per_core"] / 1024, 3),
+                         str(c["axons_in_per_core"] or "-"), c["bound"] + ("" if c["fits"] else " (does not fit)"),
+                         str(chips)])
+        lo, hi = m["total_cores_range"]
+        rows.append(["", "total", "", "", str(m["total_cores"]), f"{lo}–{hi}", "", "", "", "", ""])
+        out += _table(["#", "layer", "kind", "neurons", "cores", "range", "tile", "syn KiB/core", "axons/core",
+                       "set by", "chip"], rows, left=3)
+        clo, chi = m["chips_range"]
+        out += [f"chips: {m['chips']} (range {clo}–{chi}); an estimate of a model calibrated on Intel's compiles "
+                "(docs/reports.md), not a compiler result", ""]
 
-    out += ["Constants that rest on a slipsnn assumption (each profile file says which and why):"]
+    out += ["Constants by status (measured / calibrated / assumed; each profile file gives the source and why):"]
     for name, p in d["profiles"].items():
-        out.append(f"  {name}: {', '.join(p['assumptions']) or 'none'}")
+        by: dict[str, list[str]] = {}
+        for key, c in _constants(p):
+            by.setdefault(c.get("status", "unstated"), []).append(key)
+        out.append(f"  {name}: " + "; ".join(f"{st}: {', '.join(keys)}" for st, keys in sorted(by.items())))
     return "\n".join(out)
