@@ -334,7 +334,7 @@ def test_loihi_backend_explains_what_is_missing() -> None:
 def test_missing_lava_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "lava.magma.core.run_configs", None)
     net = chain_net()
-    with pytest.raises(BackendUnavailable, match=r"pip install lava-dl==0\.6\.0"):
+    with pytest.raises(BackendUnavailable, match=r"pip install 'slipsnn\[lava\]'"):
         run_lava(net, random_pixels(1, net.input_shape, 0), 3)
 
 
