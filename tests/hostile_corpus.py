@@ -1,22 +1,22 @@
 """A corpus of hostile inputs for slipsnn's CLI, and a runner that executes each in a bounded child process.
 
 ``build_corpus(folder)`` writes every case's files into ``folder`` and returns the cases; ``run_case`` runs one
-command of the CLI in a child process under a wall-clock timeout, an address-space limit and (for the full-disk
-case) a file-size limit, with ``torch.jit.load`` replaced by a function that leaves a marker file, so a
-TorchScript archive that reached it is visible. Run it as a script to print a table of the current behaviour:
+command of the CLI in this process under a SIGALRM timeout and (for the full-disk case) a file-size limit, with
+``torch.jit.load`` replaced by a function that leaves a marker file, so a TorchScript archive that reached it is
+visible. Run it as a script (a child process that caps its own address space) to print a table:
 
     python tests/hostile_corpus.py /tmp/hostile
 """
 
 from __future__ import annotations
 
-import io
+import json
 import os
+import signal
 import re
 import resource
 import shutil
 import stat
-import subprocess
 import sys
 import time
 import zipfile
@@ -28,23 +28,20 @@ import h5py
 import numpy as np
 import torch
 
-AS_LIMIT = 6 * 2 ** 30     # address space of a child: torch's import alone maps ~2 GiB
-TIMEOUT = 60.0             # wall-clock seconds of one case (a hang is reported as one)
+AS_LIMIT = 6 * 2 ** 30     # address space of the child: torch's import alone maps ~2 GiB
+CASE_SECONDS = 60          # wall-clock seconds of one case (a hang is reported as one)
 SECRET = b"TOP-SECRET-0123456789"
+#: every case ``build_corpus`` writes, in order (the tests are parametrized over these names)
+CASE_NAMES = (
+    "torchscript", "bad_crc", "nan_weight", "bn_negative_var", "inf_bias", "sparse_weight", "complex_weight",
+    "width_300", "nan_mean", "num_classes_huge", "num_classes_negative", "input_shape_bad", "L_inf", "delta1_nan",
+    "dataset_list", "dataset_escape", "fifo_checkpoint", "export_onto_input", "export_onto_device",
+    "export_under_file", "export_full_disk", "run_json_onto_input", "run_json_onto_device",
+    "report_json_onto_input", "report_plots_onto_file", "analyze_json_onto_input", "external_storage",
+    "external_storage_fifo", "external_link", "virtual_dataset", "virtual_missing_source", "fill_value_only",
+    "gzip_bomb", "fifo_network", "false_horizon", "meta_escape", "truncated_network", "fifo_profile",
+    "dev_zero_profile", "deep_toml", "overflow_value", "huge_energy", "big_profile")
 
-CHILD = """
-import os, sys, torch
-marker = sys.argv[1]
-def _boom(*a, **k):
-    open(marker, "w").write("torch.jit.load ran")
-    raise SystemExit(99)
-torch.jit.load = _boom
-torch._C.import_ir_module = _boom
-torch._C.import_ir_module_from_buffer = _boom
-from slipsnn.toolchain.cli import main
-sys.argv = ["slipsnn", *sys.argv[2:]]
-main()
-"""
 
 
 @dataclass
@@ -279,13 +276,13 @@ def build_corpus(folder: Path) -> list[Case]:
     cases.append(Case("export_under_file", ["export", str(ckpt), "-o", str(folder / "plain.txt" / "m.net")], 2,
                       r"plain\.txt.*not a folder"))
     cases.append(Case("export_full_disk", ["export", str(ckpt), "-o", str(folder / "full.net")], 1,
-                      r"full\.net.*(File too large|No space)", fsize=64 * 1024))
+                      r"full\.net.*(File too large|No space)", fsize=4096))
     run = ["run", str(net), "--backend", "fast", "--limit", "3"]
     cases.append(Case("run_json_onto_input", [*run, "--json", str(net)], 2, r"input", keep=[net]))
     cases.append(Case("run_json_onto_device", [*run, "--json", str(null)], 2, r"not a regular file", keep=[null]))
     report = ["report", str(net), "--limit", "3", "--timesteps", "1"]
     cases.append(Case("report_json_onto_input", [*report, "--json", str(net)], 2, r"input", keep=[net]))
-    cases.append(Case("report_plots_onto_file", [*report, "--plots", str(net)], 2, r"input|not a folder", keep=[net]))
+    cases.append(Case("report_plots_onto_file", [*report, "--plots", str(net)], 2, r"input|not a folder|is a file", keep=[net]))
     cases.append(Case("analyze_json_onto_input", ["analyze", str(ckpt), "--limit", "3", "--json", str(ckpt)], 2,
                       r"input", keep=[ckpt]))
 
@@ -364,52 +361,97 @@ def build_corpus(folder: Path) -> list[Case]:
 # ------------------------------------------------------------------------------------------ running
 
 def snapshot(paths: list[Path]) -> dict[str, tuple]:
+    """Type, device number and bytes of each path (without following links)."""
     out = {}
     for p in paths:
         st = os.lstat(p)
         body = p.read_bytes() if stat.S_ISREG(st.st_mode) else b""
-        out[str(p)] = (stat.S_IFMT(st.st_mode), getattr(st, "st_rdev", 0), body)
+        out[str(p)] = (stat.S_IFMT(st.st_mode), st.st_rdev, body)
     return out
 
 
-def run_case(case: Case, folder: Path, timeout: float = TIMEOUT) -> Outcome:
-    """Run ``case`` in a child process with an address-space limit and a timeout."""
+class _Alarm(BaseException):
+    pass
+
+
+def run_case(case: Case, folder: Path, seconds: int = CASE_SECONDS) -> dict:
+    """Run one case through the CLI in this process (the caller bounds its memory), with a SIGALRM timeout.
+
+    Returns:
+        {"code", "last_line", "seconds", "executed", "leaked", "changed"}.
+    """
+    from click.testing import CliRunner
+    from slipsnn.toolchain import cli
     marker = folder / f"executed_{case.name}"
     before = snapshot(case.keep)
+    old_fsize = resource.getrlimit(resource.RLIMIT_FSIZE)
 
-    def limits() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
-        if case.fsize is not None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (case.fsize, case.fsize))
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
+    def on_alarm(*_: object) -> None:
+        raise _Alarm()
+    signal.signal(signal.SIGALRM, on_alarm)
+    os.environ["SLIPSNN_HOSTILE_MARKER"] = str(marker)
     start = time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(marker), *case.args], capture_output=True,
-                              timeout=timeout, preexec_fn=limits, env=env, cwd=folder)
-        code, err, out = proc.returncode, proc.stderr.decode(errors="replace"), proc.stdout
-    except subprocess.TimeoutExpired as e:
-        code, err, out = None, f"TIMEOUT after {timeout:.0f} s", e.stdout or b""
-    seconds = time.monotonic() - start
+        if case.fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (case.fsize, old_fsize[1]))
+        signal.alarm(seconds)
+        res = CliRunner().invoke(cli.main, case.args)
+        signal.alarm(0)
+        code, err, out = res.exit_code, res.stderr, res.stdout
+        if res.exception is not None and not isinstance(res.exception, SystemExit):
+            err += f"\nTRACEBACK {type(res.exception).__name__}: {res.exception}"
+    except _Alarm:
+        code, err, out = None, f"TIMEOUT after {seconds} s", ""
+    finally:
+        signal.alarm(0)
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_fsize)
     lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
     after = snapshot(case.keep)
-    changed = [p for p in before if before[p] != after[p]]
-    leaked = SECRET in out or SECRET in err.encode() or any(
-        SECRET in p.read_bytes() for p in folder.glob("out_*") if p.is_file())
-    return Outcome(code, lines[-1] if lines else "", seconds, marker.exists(), leaked, changed)
+    leaked = SECRET.decode() in out + err or any(SECRET in p.read_bytes() for p in folder.glob("out_*")
+                                                   if p.is_file())
+    return dict(code=code, last_line=lines[-1] if lines else "", seconds=round(time.monotonic() - start, 2),
+                executed=marker.exists(), leaked=leaked, changed=[p for p in before if before[p] != after[p]],
+                output=out[-2000:])
 
 
-def main(folder: str) -> None:
+def _guard_torchscript() -> None:
+    """Replace torch's TorchScript loaders by a function that leaves a marker: reaching them is a failure."""
+    def boom(*_: object, **__: object) -> None:
+        Path(os.environ["SLIPSNN_HOSTILE_MARKER"]).write_text("torch.jit.load ran")
+        raise SystemExit(99)
+    torch.jit.load = boom
+    torch._C.import_ir_module = boom
+    torch._C.import_ir_module_from_buffer = boom
+
+
+def run_corpus(folder: Path, names: list[str] | None = None) -> dict[str, dict]:
+    """Build the corpus in ``folder`` and run its cases (all, or ``names``) in this process."""
+    _guard_torchscript()
+    cases = build_corpus(folder)
+    return {c.name: {**run_case(c, folder), "expect_code": c.code, "expect": c.message}
+            for c in cases if names is None or c.name in names}
+
+
+def ok(result: dict) -> bool:
+    """The case ended as documented: exit status, message, nothing executed, leaked or changed, one line."""
+    return (result["code"] == result["expect_code"] and re.search(result["expect"], result["last_line"]) is not None
+            and not result["executed"] and not result["changed"] and not result["leaked"]
+            and "TRACEBACK" not in result["last_line"])
+
+
+def main(folder: str, out: str | None = None) -> None:
+    """Child process: cap the address space, run the corpus, print a table (and write JSON to ``out``)."""
+    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
-    cases = build_corpus(root)
-    for case in cases:
-        o = run_case(case, root)
-        ok = (o.code == case.code and re.search(case.message, o.last_line) and not o.executed and not o.changed
-              and not o.secret_leaked and len(o.last_line) < 600)
-        print(f"{'ok  ' if ok else 'FAIL'} {case.name:26} exit {o.code} ({case.code}) {o.seconds:5.1f}s "
-              f"{'EXECUTED ' if o.executed else ''}{'LEAK ' if o.secret_leaked else ''}"
-              f"{'CHANGED ' if o.changed else ''}| {o.last_line[:220]!r}", flush=True)
+    results = run_corpus(root)
+    for name, r in results.items():
+        print(f"{'ok  ' if ok(r) else 'FAIL'} {name:26} exit {r['code']} ({r['expect_code']}) {r['seconds']:5.1f}s "
+              f"{'EXECUTED ' if r['executed'] else ''}{'LEAK ' if r['leaked'] else ''}"
+              f"{'CHANGED ' if r['changed'] else ''}| {r['last_line'][:240]!r}", flush=True)
+    if out:
+        Path(out).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

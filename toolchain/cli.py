@@ -44,6 +44,21 @@ def _one_line(err: BaseException) -> str:
     return str(err)
 
 
+def _check_outputs(inputs: list[Path], **outputs: Path | None) -> None:
+    """Refuse (exit 2) an output that would replace an input, a device node or a FIFO, or lies under a file.
+
+    ``outputs``: option name (``json``, ``plots``, …) → path; ``plots`` is a folder.
+    """
+    from .files import check_output
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        try:
+            check_output(path, inputs, folder=name == "plots")
+        except SlipsnnError as err:
+            raise click.BadParameter(str(err), param_hint=f"--{name}" if len(name) > 1 else f"-{name}") from None
+
+
 def _dataset_option(default: str | None = "digits") -> Any:
     from .data.registry import DATASETS
     return click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=default, show_default=True,
@@ -109,6 +124,7 @@ def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps:
     """Quantize a checkpoint to Loihi integers and write a lava-dl netx HDF5 file."""
     from .pipeline import export_checkpoint
     from .show.quantization import format_quant_report
+    _check_outputs([checkpoint], o=output if output is not None else checkpoint.with_name("model.net"))
     net, path = export_checkpoint(checkpoint, output, timesteps=timesteps, max_timesteps=max_timesteps,
                                   neuron=neuron)
     click.echo(net.summary())
@@ -136,6 +152,7 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
     from .files import atomic_write_json
     from .pipeline import run_file, verify_file
     from .show.runs import mismatch_summary
+    _check_outputs([network], json=json_path)
     opts = dict(dataset=dataset, timesteps=timesteps, limit=limit, data_root=data_root, progress=True)
     if verify:
         v = verify_file(network, **opts)
@@ -189,6 +206,7 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
     """Accuracy, activity, energy and latency per layer on chip profiles, against the ANN."""
     from .pipeline import report as make_report
     from .show.report import format_report
+    _check_outputs([network, *(Path(p) for p in profiles)], json=json_path, plots=plots_dir)
     rep = make_report(network, dataset, _merge_timesteps(timesteps, more_timesteps), backend=backend, profile=list(profiles),
                       json_path=json_path, plots_dir=plots_dir, data_root=data_root, limit=limit)
     click.echo(format_report(rep))
@@ -242,6 +260,7 @@ def analyze(checkpoint: Path, dataset: str | None, timesteps: int, delta2: tuple
     from .pipeline import analyze_conversion
     from .show.analysis import format_analysis, plot_analysis
     from .files import atomic_write_json
+    _check_outputs([checkpoint], json=json_path, plot=plot_path)
     res = analyze_conversion(checkpoint, timesteps, delta2, limit=limit, data_root=data_root, dataset=dataset)
     click.echo(format_analysis(res))
     if json_path:
