@@ -9,6 +9,7 @@ which netx never reads; the top-level ``slipsnn`` group holds the metadata.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from slipsnn.toolchain import __version__
 from slipsnn.toolchain.convert.overflow import prove_no_overflow
-from slipsnn.toolchain.files import atomic_write, check_input
+from slipsnn.toolchain.files import atomic_write, check_input, check_output
 from slipsnn.toolchain.errors import FormatError, QuantizationError, SlipsnnError
 from slipsnn.toolchain.ir.formats import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT,
                                           THRESHOLD_MAX, NetxNeuron, NeuronKind, SynapseKind, lava_dense_clips)
@@ -187,11 +188,11 @@ def write_netx(net: IntNetwork, path: str | Path, neuron: str = "if_soft") -> Pa
         raise FormatError(f"net.meta is not JSON-serialisable: {e}") from e
     path = Path(path)
 
-    def write(tmp: Path) -> None:
-        with h5py.File(tmp, "w") as h:
-            _write_file(h, net, neuron, meta_json)
+    buffer = io.BytesIO()   # built in memory: HDF5 crashes (SIGSEGV) closing a file whose writes failed (disk full)
+    with h5py.File(buffer, "w") as h:
+        _write_file(h, net, neuron, meta_json)
     try:
-        return atomic_write(path, write)
+        return atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
     except OSError as e:
         raise FormatError(f"{path}: cannot write: {e}") from e
 
@@ -486,7 +487,7 @@ def read_netx(path: str | Path) -> IntNetwork:
     """
     path = Path(path)
     try:
-        check_input(path, MAX_FILE_BYTES, "network file")
+        check_input(path, MAX_FILE_BYTES, "file")
     except SlipsnnError as e:
         raise FormatError(str(e)) from None
     try:

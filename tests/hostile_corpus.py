@@ -265,12 +265,12 @@ def build_corpus(folder: Path) -> list[Case]:
     export("dataset_escape", _edited_checkpoint(folder, ckpt, "dataset_escape",
                                                 lambda p: p.__setitem__("dataset", "digits\x1b]0;pwned\x07")),
            r"control character")
-    export("fifo_checkpoint", _fifo(folder / "fifo.pt"), r"not a regular file")
+    export("fifo_checkpoint", _fifo(folder / "fifo.pt"), r"is not a file but")
 
     # --- output paths: never an input, never a device node, clear messages
     cases.append(Case("export_onto_input", ["export", str(ckpt), "-o", str(ckpt)], 2, r"input", keep=[ckpt]))
     null = _device_copy(folder / "null_copy", "/dev/null")
-    cases.append(Case("export_onto_device", ["export", str(ckpt), "-o", str(null)], 2, r"not a regular file",
+    cases.append(Case("export_onto_device", ["export", str(ckpt), "-o", str(null)], 2, r"is not a file but",
                       keep=[null]))
     (folder / "plain.txt").write_text("plain")
     cases.append(Case("export_under_file", ["export", str(ckpt), "-o", str(folder / "plain.txt" / "m.net")], 2,
@@ -279,7 +279,7 @@ def build_corpus(folder: Path) -> list[Case]:
                       r"full\.net.*(File too large|No space)", fsize=4096))
     run = ["run", str(net), "--backend", "fast", "--limit", "3"]
     cases.append(Case("run_json_onto_input", [*run, "--json", str(net)], 2, r"input", keep=[net]))
-    cases.append(Case("run_json_onto_device", [*run, "--json", str(null)], 2, r"not a regular file", keep=[null]))
+    cases.append(Case("run_json_onto_device", [*run, "--json", str(null)], 2, r"is not a file but", keep=[null]))
     report = ["report", str(net), "--limit", "3", "--timesteps", "1"]
     cases.append(Case("report_json_onto_input", [*report, "--json", str(net)], 2, r"input", keep=[net]))
     cases.append(Case("report_plots_onto_file", [*report, "--plots", str(net)], 2, r"input|not a folder|is a file", keep=[net]))
@@ -329,7 +329,7 @@ def build_corpus(folder: Path) -> list[Case]:
         _replace(h, "layer/1/bias", shape=w.shape, dtype=w.dtype)   # never written: every read gives fill values
     run_case("fill_value_only", _edit_net(folder, net, "fill_only", fill_only), r"no stored data|fill value")
     run_case("gzip_bomb", _gzip_bomb(folder), r"compress")
-    run_case("fifo_network", _fifo(folder / "fifo.net"), r"not a regular file")
+    run_case("fifo_network", _fifo(folder / "fifo.net"), r"is not a file but")
 
     def false_horizon(h: h5py.File) -> None:
         h["slipsnn/max_timesteps"][()] = 4096
@@ -348,8 +348,8 @@ def build_corpus(folder: Path) -> list[Case]:
     # --- profiles
     def prof(name: str, path: str | Path, message: str) -> None:
         cases.append(Case(name, [*report, "--profile", str(path)], 1, message))
-    prof("fifo_profile", _fifo(folder / "fifo.toml"), r"not a regular file")
-    prof("dev_zero_profile", "/dev/zero", r"not a regular file")
+    prof("fifo_profile", _fifo(folder / "fifo.toml"), r"is not a file but")
+    prof("dev_zero_profile", "/dev/zero", r"is not a file but")
     prof("deep_toml", _profile(folder, "deep", "a = " + "[" * 5000 + "]" * 5000 + "\n"), r"nest")
     prof("overflow_value", _profile(folder, "overflow", _profile_text("1" + "0" * 400)), r"synop")
     prof("huge_energy", _profile(folder, "huge", _profile_text("1e308").replace('unit = "pJ"', 'unit = "nJ"', 1)),

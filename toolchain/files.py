@@ -37,7 +37,7 @@ def _kind(mode: int) -> str:
                        (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return name
-    return "not a plain file"
+    return "something else"
 
 
 def check_input(path: str | os.PathLike, max_bytes: int, what: str = "file") -> int:
@@ -55,7 +55,7 @@ def check_input(path: str | os.PathLike, max_bytes: int, what: str = "file") -> 
     except OSError as e:
         raise FileCheckError(f"{path}: cannot read the {what} ({e.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise FileCheckError(f"{path}: not a regular file ({_kind(st.st_mode)}); a {what} must be a regular file")
+        raise FileCheckError(f"{path}: is not a file but {_kind(st.st_mode)}; a {what} must be a regular file")
     if st.st_size > max_bytes:
         raise FileCheckError(f"{path}: {st.st_size} bytes, larger than the {max_bytes} bytes a {what} may have")
     return int(st.st_size)
@@ -72,7 +72,7 @@ def read_bytes(path: str | os.PathLike, max_bytes: int, what: str = "file") -> b
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise FileCheckError(f"{path}: not a regular file ({_kind(st.st_mode)})")
+            raise FileCheckError(f"{path}: is not a file but {_kind(st.st_mode)}")
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise FileCheckError(f"{path}: larger than the {max_bytes} bytes a {what} may have")
@@ -110,7 +110,7 @@ def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
         if folder and not stat.S_ISDIR(st.st_mode):
             raise FileCheckError(f"{path}: exists and is not a folder; the output must be a folder")
         if not folder and not stat.S_ISREG(st.st_mode):
-            raise FileCheckError(f"{path}: not a regular file ({_kind(st.st_mode)}); slipsnn only replaces "
+            raise FileCheckError(f"{path}: is not a file but {_kind(st.st_mode)}; slipsnn only replaces "
                                  "regular files")
     for parent in path.parents:
         if parent.exists():

@@ -222,7 +222,7 @@ _UNSAFE_CLASS = re.compile(r"Unsupported (?:class|global:\s*GLOBAL)\s+(\S+)")
 def _read(path: Path) -> Any:
     """``torch.load(weights_only=True)`` of ``path`` with every failure turned into one ``ModelError``."""
     try:
-        check_input(path, MAX_CHECKPOINT_BYTES, "checkpoint")
+        check_input(path, MAX_CHECKPOINT_BYTES, "checkpoint file")
     except SlipsnnError as e:
         raise ModelError(str(e)) from None
     if not zipfile.is_zipfile(path):
