@@ -187,7 +187,10 @@ def write_netx(net: IntNetwork, path: str | Path, neuron: str = "if_soft") -> Pa
     except (TypeError, ValueError) as e:
         raise FormatError(f"net.meta is not JSON-serialisable: {e}") from e
     path = Path(path)
-
+    try:
+        check_output(path)
+    except SlipsnnError as e:
+        raise FormatError(f"cannot write: {e}") from None
     buffer = io.BytesIO()   # built in memory: HDF5 crashes (SIGSEGV) closing a file whose writes failed (disk full)
     with h5py.File(buffer, "w") as h:
         _write_file(h, net, neuron, meta_json)
