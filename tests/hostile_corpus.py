@@ -78,20 +78,10 @@ class Outcome:
 # ------------------------------------------------------------------------------------------ building blocks
 
 def valid_files(folder: Path) -> tuple[Path, Path]:
-    """A quarter-width digits checkpoint and its exported network (T = 2)."""
-    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
-    from slipsnn.toolchain.ann.models import ModelConfig, build_model
-    from slipsnn.toolchain.data.registry import DATASETS
-    from slipsnn.toolchain.ir.activation import preset_params
-    from slipsnn.toolchain.pipeline import export_checkpoint
-    info = DATASETS["digits"]
-    cfg = ModelConfig("digits_cnn", info.num_classes, info.input_shape, info.mean, info.std, width=0.25)
-    act = preset_params("slip", L=4)
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(folder / "model.pt", build_model(cfg, act), cfg, act, dataset="digits",
-                           metrics={"ann_accuracy": 0.1})
-    _, net = export_checkpoint(ckpt, folder / "model.net", timesteps=2)
-    return ckpt, net
+    """A quarter-width digits checkpoint and its exported network (T = 2): test_cli's read-only inputs."""
+    from test_cli import build_files
+    files = build_files(folder)
+    return files["pt"], files["net"]
 
 
 def _payload(ckpt: Path) -> dict:
@@ -273,7 +263,7 @@ def build_corpus(folder: Path) -> list[Case]:
     cases.append(Case("export_onto_device", ["export", str(ckpt), "-o", str(null)], 2, r"is not a file but",
                       keep=[null]))
     (folder / "plain.txt").write_text("plain")
-    cases.append(Case("export_under_file", ["export", str(ckpt), "-o", str(folder / "plain.txt" / "m.net")], 2,
+    cases.append(Case("export_under_file", ["export", str(ckpt), "-o", str(folder / "plain.txt" / "m.net")], 1,
                       r"plain\.txt.*not a folder"))
     cases.append(Case("export_full_disk", ["export", str(ckpt), "-o", str(folder / "full.net")], 1,
                       r"full\.net.*(File too large|No space)", fsize=4096))

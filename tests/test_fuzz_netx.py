@@ -472,6 +472,7 @@ def int_networks(draw: st.DrawFn) -> IntNetwork:
     arrays = lambda shape, elements: draw(st.lists(elements, min_size=int(np.prod(shape)),  # noqa: E731
                                                    max_size=int(np.prod(shape))).map(
         lambda v: np.array(v, np.int64).reshape(shape)))
+    meta_text = lambda n: st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=n)  # noqa: E731
     name_text = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zl", "Zp", "Zs")), max_size=12)
     shapes = [(draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(2, 5)))]   # index 0: input
     layers: list[IntLayer] = []
@@ -507,11 +508,11 @@ def int_networks(draw: st.DrawFn) -> IntNetwork:
         shapes.append(shape)
     max_t = draw(st.integers(1, MAX_TIMESTEPS))
     json_values = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 62, 2 ** 62)
-                               | st.floats(allow_nan=False) | st.text(max_size=8),
-                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                               | st.floats(allow_nan=False) | meta_text(8),
+                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(meta_text(5), inner,
                                                                                           max_size=3), max_leaves=8)
     return IntNetwork(shapes[0], tuple(layers), timesteps=draw(st.integers(1, max_t)), max_timesteps=max_t,
-                      meta=draw(st.dictionaries(st.text(max_size=8), json_values, max_size=4)))
+                      meta=draw(st.dictionaries(meta_text(8), json_values, max_size=4)))
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

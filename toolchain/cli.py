@@ -45,16 +45,18 @@ def _one_line(err: BaseException) -> str:
 
 
 def _check_outputs(inputs: list[Path], **outputs: Path | None) -> None:
-    """Refuse (exit 2) an output that would replace an input, a device node or a FIFO, or lies under a file.
+    """Refuse (exit 2) an output that would replace an input, a device node or a FIFO; one under a file: exit 1.
 
     ``outputs``: option name (``json``, ``plots``, …) → path; ``plots`` is a folder.
     """
-    from .files import check_output
+    from .files import NotAFolderError, check_output
     for name, path in outputs.items():
         if path is None:
             continue
         try:
             check_output(path, inputs, folder=name == "plots")
+        except NotAFolderError:
+            raise   # an output that cannot be created: a failed run (exit 1), as for any unwritable folder
         except SlipsnnError as err:
             raise click.BadParameter(str(err), param_hint=f"--{name}" if len(name) > 1 else f"-{name}") from None
 

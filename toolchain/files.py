@@ -31,6 +31,10 @@ class FileCheckError(SlipsnnError):
     """An input is not a readable regular file, or an output path would replace an input or a device node."""
 
 
+class NotAFolderError(FileCheckError):
+    """An output path lies under something that is not a folder (it cannot be created: a failed run, exit 1)."""
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -115,7 +119,7 @@ def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise FileCheckError(f"{path}: cannot create it, {parent} is not a folder")
+                raise NotAFolderError(f"{path}: cannot create it, {parent} is not a folder")
             break
     return path
 
