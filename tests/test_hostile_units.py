@@ -48,7 +48,7 @@ def test_check_output_refuses_inputs_devices_and_paths_under_files(tmp_path) -> 
     os.link(src, tmp_path / "hard.net")
     with pytest.raises(FileCheckError, match=r"is an input of this command"):
         check_output(tmp_path / "hard.net", [src])
-    with pytest.raises(FileCheckError, match=r"m\.net/x\.json: cannot create it, .*m\.net is not a folder"):
+    with pytest.raises(FileCheckError, match=r"m\.net/x\.json: cannot write it, .*m\.net is not a folder"):
         check_output(src / "x.json")
     with pytest.raises(FileCheckError, match=r"is not a file but a character device"):
         check_output("/dev/null")

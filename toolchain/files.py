@@ -119,7 +119,7 @@ def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise NotAFolderError(f"{path}: cannot create it, {parent} is not a folder")
+                raise NotAFolderError(f"{path}: cannot write it, {parent} is not a folder")
             break
     return path
 
