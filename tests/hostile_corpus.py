@@ -40,7 +40,7 @@ CASE_NAMES = (
     "report_json_onto_input", "report_plots_onto_file", "analyze_json_onto_input", "external_storage",
     "external_storage_fifo", "external_link", "virtual_dataset", "virtual_missing_source", "fill_value_only",
     "gzip_bomb", "fifo_network", "false_horizon", "meta_escape", "truncated_network", "fifo_profile",
-    "dev_zero_profile", "deep_toml", "overflow_value", "huge_energy", "big_profile")
+    "dev_zero_profile", "deep_toml", "overflow_value", "huge_integer", "huge_energy", "big_profile")
 
 
 
@@ -342,6 +342,7 @@ def build_corpus(folder: Path) -> list[Case]:
     prof("dev_zero_profile", "/dev/zero", r"is not a file but")
     prof("deep_toml", _profile(folder, "deep", "a = " + "[" * 5000 + "]" * 5000 + "\n"), r"nest")
     prof("overflow_value", _profile(folder, "overflow", _profile_text("1" + "0" * 400)), r"synop")
+    prof("huge_integer", _profile(folder, "huge_int", _profile_text("1" + "0" * 5000)), r"unreadable number")
     prof("huge_energy", _profile(folder, "huge", _profile_text("1e308").replace('unit = "pJ"', 'unit = "nJ"', 1)),
          r"synop|energy")
     prof("big_profile", _profile(folder, "big", "# " + "x" * (2 ** 21) + "\n"), r"larger than|too large")

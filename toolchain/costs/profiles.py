@@ -222,6 +222,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
     except RecursionError:
         raise ProfileError(f"{origin}: nested deeper than the TOML parser allows; a profile nests "
                            f"at most {MAX_NESTING} levels") from None
+    except ValueError:   # an integer of more than 4 300 digits (Python's int/str conversion limit)
+        raise ProfileError(f"{origin}: unreadable number: an integer of more than 4300 digits; allowed: "
+                           "finite numbers") from None
     return parse_profile(doc, origin)
 
 
@@ -391,8 +394,8 @@ def _number(raw: Any, origin: str, where: str, zero_ok: bool) -> float:
     try:
         value = float(raw)
     except OverflowError:
-        raise ProfileError(f"{origin}: {where} = {str(raw)[:20]}… ({len(str(raw))} digits) overflows a float; "
-                           "allowed: a finite number") from None
+        raise ProfileError(f"{origin}: {where} is an integer of about {int(raw.bit_length() * 0.30103)} digits, "
+                           "which overflows a float; allowed: a finite number") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
         allowed = "a finite number ≥ 0" if zero_ok else "a finite number > 0"
         raise ProfileError(f"{origin}: {where} = {raw!r}; allowed: {allowed}")
