@@ -11,7 +11,6 @@ import os
 import stat
 
 import h5py
-import numpy as np
 import pytest
 
 from slipsnn.exporters.netx import read_netx, read_proven_netx, write_netx
