@@ -9,7 +9,9 @@ which netx never reads; the top-level ``slipsnn`` group holds the metadata.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,8 +19,9 @@ import h5py
 import numpy as np
 
 from slipsnn.toolchain import __version__
-from slipsnn.toolchain.files import atomic_write
-from slipsnn.toolchain.errors import FormatError
+from slipsnn.toolchain.convert.overflow import prove_no_overflow
+from slipsnn.toolchain.files import atomic_write, check_input, check_output
+from slipsnn.toolchain.errors import FormatError, QuantizationError, SlipsnnError
 from slipsnn.toolchain.ir.formats import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT,
                                           THRESHOLD_MAX, NetxNeuron, NeuronKind, SynapseKind, lava_dense_clips)
 from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
@@ -28,6 +31,9 @@ MAX_NEURONS = 2 ** 26    # all neurons of a network together
 MAX_WEIGHTS = 2 ** 28    # all weight elements of a network together
 MAX_GROUPS = 4096        # layer groups; residual groups of one layer
 MAX_TEXT = 2 ** 24       # bytes of one fixed-length string (meta_json included)
+MAX_FILE_BYTES = 2 ** 34  # 16 GiB: the largest file read_netx opens
+MAX_RATIO = 32           # declared bytes per stored byte of a compressed dataset (above 1 MiB)
+RATIO_FREE_BYTES = 2 ** 20
 CUBA_SILENT_VTH = THRESHOLD_MAX   # the ACCUMULATE output as a CUBA layer that does not spike
 
 Neuron = tuple[np.ndarray, dict[str, Any]]   # (bias to store, neuron/* keys)
@@ -186,12 +192,15 @@ def write_netx(net: IntNetwork, path: str | Path, neuron: str = "if_soft") -> Pa
     except (TypeError, ValueError) as e:
         raise FormatError(f"net.meta is not JSON-serialisable: {e}") from e
     path = Path(path)
-
-    def write(tmp: Path) -> None:
-        with h5py.File(tmp, "w") as h:
-            _write_file(h, net, neuron, meta_json)
     try:
-        return atomic_write(path, write)
+        check_output(path)
+    except SlipsnnError as e:
+        raise FormatError(f"cannot write: {e}") from None
+    buffer = io.BytesIO()   # built in memory: HDF5 crashes (SIGSEGV) closing a file whose writes failed (disk full)
+    with h5py.File(buffer, "w") as h:
+        _write_file(h, net, neuron, meta_json)
+    try:
+        return atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
     except OSError as e:
         raise FormatError(f"{path}: cannot write: {e}") from e
 
@@ -201,14 +210,44 @@ def write_netx(net: IntNetwork, path: str | Path, neuron: str = "if_soft") -> Pa
 _KINDS = {"iu": "integers", "fiu": "a number", "SO": "a string"}
 
 
+def _no_external_link(g: h5py.Group, key: str) -> None:
+    """Refuse an HDF5 external link (it would read another file)."""
+    try:
+        link = g.get(key, getlink=True)
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError):
+        return   # reported by the caller's own lookup
+    if isinstance(link, h5py.ExternalLink):
+        raise FormatError(f"{g.name}/{key} is an external link to {link.filename}:{link.path}; a slipsnn file "
+                          "must hold all its data itself")
+
+
+def _check_storage(ds: h5py.Dataset) -> None:
+    """Refuse data kept outside the file, data that was never written, and decompression bombs (before a read)."""
+    if ds.is_virtual:
+        raise FormatError(f"{ds.name}: a virtual dataset (its data lives in other files or is HDF5 fill values); "
+                          "a slipsnn file must hold all its data itself")
+    if ds.external:
+        raise FormatError(f"{ds.name}: uses external storage ({ds.external[0][0]!r}); a slipsnn file must hold "
+                          "all its data itself")
+    declared, stored = ds.size * ds.dtype.itemsize, ds.id.get_storage_size()
+    if ds.size and not stored:
+        raise FormatError(f"{ds.name}: has no stored data (every read would give the HDF5 fill value); "
+                          "every dataset must be written")
+    if declared > RATIO_FREE_BYTES and declared > MAX_RATIO * stored:
+        raise FormatError(f"{ds.name}: declares {declared} bytes compressed into {stored}; slipsnn reads "
+                          f"compressed datasets of at most {MAX_RATIO}× their stored size")
+
+
 def _dataset(g: h5py.Group, key: str, kinds: str, max_size: int = MAX_NEURONS, max_dim: int = MAX_DIM) -> Any:
-    """The value of ``g[key]``, checked (present, dtype kind, declared shape) before it is read."""
+    """The value of ``g[key]``, checked (present, stored in the file, dtype kind, declared shape) before it is read."""
+    _no_external_link(g, key)
     try:
         ds = g.get(key)
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:   # RuntimeError: a soft-link loop
         raise FormatError(f"{g.name}/{key}: unreadable ({e})") from e
     if not isinstance(ds, h5py.Dataset):
         raise FormatError(f"{g.name}: missing dataset {key!r}" if ds is None else f"{g.name}/{key} is not a dataset")
+    _check_storage(ds)
     if ds.dtype.kind not in kinds:
         raise FormatError(f"{ds.name}: dtype {ds.dtype}; allowed: {_KINDS[kinds]}")
     if ds.dtype.kind == "S" and ds.dtype.itemsize > MAX_TEXT:
@@ -256,6 +295,7 @@ def _str(g: h5py.Group, key: str, allowed: tuple[str, ...] = ()) -> str:
 
 
 def _group(g: h5py.Group, key: str) -> h5py.Group:
+    _no_external_link(g, key)
     try:
         sub = g.get(key)
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
@@ -309,6 +349,11 @@ class _Budget:
             bound, ndim = dst[0] * c, 4
             for n, p in zip(hw, padding):
                 bound *= n + 2 * min(max(p, 0), 64)
+        ds = g.get("weight") if not isinstance(g.get("weight", getlink=True), h5py.ExternalLink) else None
+        if isinstance(ds, h5py.Dataset) and ds.size > bound:
+            raise FormatError(f"{g.name}/weight: declared shape {ds.shape} ({ds.size} elements) does not fit a "
+                              f"{'dense' if padding is None else 'conv'} synapse from {list(src)} (source {source}) "
+                              f"into {list(dst)}, which holds at most {bound}")
         w = _ints(g, "weight", (ndim,), min(bound, MAX_WEIGHTS - self.weights), MAX_NEURONS)   # dense: in = C·H·W
         self.weights += w.size
         return w
@@ -394,7 +439,44 @@ def _read_file(h: h5py.File) -> IntNetwork:
         raise FormatError(f"slipsnn/meta_json: not JSON ({e})") from e
     if not isinstance(info, dict):
         raise FormatError(f"slipsnn/meta_json holds {json.dumps(info)[:40]}; expected a JSON object")
+    _printable(info, "meta")
     return IntNetwork(input_shape, tuple(layers), _int(meta, "timesteps"), _int(meta, "max_timesteps"), info, version)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(obj: Any, where: str) -> None:
+    """Refuse control characters (terminal escape sequences) in every string of the metadata."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _printable(k, f"{where} key")
+            _printable(v, f"{where}[{k!r}]")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _printable(v, f"{where}[{i}]")
+    elif isinstance(obj, str) and (found := _CONTROL.search(obj)):
+        raise FormatError(f"slipsnn/meta_json: {where} holds the control character {found.group()!r}; "
+                          "allowed: printable text (no terminal escape sequences)")
+
+
+def read_proven_netx(path: str | Path) -> IntNetwork:
+    """``read_netx``, then the file's ``max_timesteps`` proven again with ``convert.overflow.prove_no_overflow``.
+
+    A file may claim any horizon; one whose claim is false would let a run clip membranes silently, so the
+    commands that run a file (``pipeline.load_network``) read it through here.
+
+    Raises:
+        FormatError: the file is refused by ``read_netx``, or some layer can overflow 24 bits within the
+            claimed ``max_timesteps`` (names the layer and the worst case).
+    """
+    net = read_netx(path)
+    try:
+        prove_no_overflow(net)
+    except QuantizationError as e:
+        raise FormatError(f"{path}: slipsnn/max_timesteps = {net.max_timesteps} is not a proven horizon: {e}; "
+                          "re-export it with a shorter --max-timesteps") from None
+    return net
 
 
 def read_netx(path: str | Path) -> IntNetwork:
@@ -412,6 +494,10 @@ def read_netx(path: str | Path) -> IntNetwork:
         >>> net = read_netx("model.net")                               # doctest: +SKIP
     """
     path = Path(path)
+    try:
+        check_input(path, MAX_FILE_BYTES, "file")
+    except SlipsnnError as e:
+        raise FormatError(str(e)) from None
     try:
         h = h5py.File(path, "r")
     except (OSError, ValueError) as e:

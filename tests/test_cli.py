@@ -107,6 +107,7 @@ def test_help_of_the_standalone_entry_points(entry) -> None:
     (["run", "{net}", "--backend", "gpu"], "'gpu' is not one of"),
     (["run", "{net}", "--dataset", "imagenet"], "'imagenet' is not one of"),
     (["run", "{empty_dir}"], "is a directory"),
+    (["export", "{net}"], "model.net: is an input of this command"),   # the default output is the input itself
 ])
 def test_usage_errors_exit_2_with_one_line(args: list[str], match: str, files: dict[str, Path],
                                            tmp_path: Path) -> None:
@@ -124,7 +125,6 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], match: str, files: d
     (["export", "{bad_pt}"], "bad.pt: not a slipsnn checkpoint"),
     (["chain", "{bad_pt}", "{net}"], "bad.pt: not a slipsnn checkpoint"),
     (["analyze", "{bad_pt}"], "bad.pt: not a slipsnn checkpoint"),
-    (["export", "{net}"], "model.net: not a slipsnn checkpoint"),
     (["run", "{net}", "--backend", "fast", "--dataset", "cifar10", "--data-root", "{empty_dir}"],
      "cifar10 not found under"),
     (["run", "{net}", "--backend", "fast", "--dataset", "mnist", "--data-root", "{empty_dir}"],

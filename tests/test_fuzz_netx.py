@@ -107,6 +107,24 @@ def _link(key: str, link: object) -> Callable[[h5py.File], None]:
     return edit
 
 
+def _elsewhere(key: str, how: str) -> Callable[[h5py.File], None]:
+    """Replace ``key`` by a dataset of the same shape whose data is not stored in the file."""
+    def edit(h: h5py.File) -> None:
+        shape, dtype = h[key].shape, h[key].dtype
+        parent, name = key.rsplit("/", 1)
+        del h[key]
+        if how == "virtual":
+            layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+            layout[...] = h5py.VirtualSource("missing.h5", "/w", shape=shape)
+            h[parent].create_virtual_dataset(name, layout, fillvalue=2)
+        elif how.startswith("external"):
+            target = "/dev/zero" if how == "external" else "missing.bin"
+            h.create_dataset(key, shape=shape, dtype=dtype, external=[(target, 0, h5py.h5f.UNLIMITED)])
+        else:
+            h.create_dataset(key, shape=shape, dtype=dtype)
+    return edit
+
+
 def _flip(offsets: list[int], xors: list[int]) -> Callable[[bytes], bytes]:
     def raw(data: bytes) -> bytes:
         out = bytearray(data)
@@ -258,6 +276,12 @@ def _huge_and_out_of_range() -> list[Mutant]:
         ("soft link to the wrong dataset", _link("layer/2/weight", h5py.SoftLink("/layer/1/weight"))),
         ("external link to /dev/zero", _link("layer/2/weight", h5py.ExternalLink("/dev/zero", "/x"))),
         ("external link to a missing file", _link("layer/2", h5py.ExternalLink("missing.h5", "/layer/2"))),
+        # data from outside the file, or never written (issue 13)
+        ("weight in external storage on /dev/zero", _elsewhere("layer/2/weight", "external")),
+        ("bias in external storage on a missing file", _elsewhere("layer/1/bias", "external-missing")),
+        ("weight a virtual dataset of a missing file", _elsewhere("layer/2/weight", "virtual")),
+        ("weight never written (fill values)", _elsewhere("layer/2/weight", "unwritten")),
+        ("meta_json with an escape sequence", _put("slipsnn/meta_json", data=[b'{"arch": "\\u001b[2J"}'])),
         ("group hard-linked into itself", lambda h: h["layer/1"].__setitem__("self", h["layer/1"])),
         ("layer group hard-linked twice", lambda h: h.__setitem__("layer/7", h["layer/6"])),
     ]
@@ -448,6 +472,7 @@ def int_networks(draw: st.DrawFn) -> IntNetwork:
     arrays = lambda shape, elements: draw(st.lists(elements, min_size=int(np.prod(shape)),  # noqa: E731
                                                    max_size=int(np.prod(shape))).map(
         lambda v: np.array(v, np.int64).reshape(shape)))
+    meta_text = lambda n: st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=n)  # noqa: E731
     name_text = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zl", "Zp", "Zs")), max_size=12)
     shapes = [(draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(2, 5)))]   # index 0: input
     layers: list[IntLayer] = []
@@ -483,11 +508,11 @@ def int_networks(draw: st.DrawFn) -> IntNetwork:
         shapes.append(shape)
     max_t = draw(st.integers(1, MAX_TIMESTEPS))
     json_values = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 62, 2 ** 62)
-                               | st.floats(allow_nan=False) | st.text(max_size=8),
-                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                               | st.floats(allow_nan=False) | meta_text(8),
+                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(meta_text(5), inner,
                                                                                           max_size=3), max_leaves=8)
     return IntNetwork(shapes[0], tuple(layers), timesteps=draw(st.integers(1, max_t)), max_timesteps=max_t,
-                      meta=draw(st.dictionaries(st.text(max_size=8), json_values, max_size=4)))
+                      meta=draw(st.dictionaries(meta_text(8), json_values, max_size=4)))
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -200,7 +200,7 @@ def _drop_flatten(h: h5py.File) -> None:
     (lambda h: h.__delitem__("layer/2/neuron/vThMant"), r"layer/2/neuron: missing dataset 'vThMant'"),
     (_replace("layer/1/shape", data=np.array([4, 100000, 100000])), r"layer/1/shape: \[4, 100000, 100000\]"),
     (_replace("layer/4/weight", shape=(2 ** 20, 2 ** 20), dtype=np.int32, chunks=(64, 64)),
-     r"layer/4/weight: declared shape \(1048576, 1048576\) exceeds"),
+     r"layer/4/weight: declared shape \(1048576, 1048576\) \(1099511627776 elements\) does not fit a dense synapse from \[6, 4, 4\]"),
     (_replace("layer/2/type", data=[b"pool"]), r"'pool'; allowed: \['flatten', 'conv', 'dense'\]"),
     (_replace("layer/2/neuron/vThMant", data=2 ** 20),
      r"layer/2: layer 'conv1': threshold 1048576 outside the 17-bit range"),

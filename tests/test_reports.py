@@ -375,8 +375,8 @@ def test_save_report_writes_json_and_plots(tmp_path: Path) -> None:
 def test_report_entry_point_on_digits(tmp_path: Path) -> None:
     from slipsnn.exporters.netx import write_netx
     rng = np.random.default_rng(0)
-    layers = (
-        IntLayer("conv0", (4, 8, 8), (IntSynapse(-1, "conv", (rng.integers(-20, 40, (4, 1, 3, 3)) * 2).astype(np.int32),
+    layers = (   # weights small enough that max_timesteps 8 is provable: run paths prove the horizon again
+        IntLayer("conv0", (4, 8, 8), (IntSynapse(-1, "conv", (rng.integers(-4, 8, (4, 1, 3, 3)) * 2).astype(np.int32),
                                                  padding=(1, 1)),), "IF_SOFT", 3000, np.zeros(4, np.int32), 0, 0, 3000.0),
         IntLayer("fc", (10,), (IntSynapse(0, "dense", (rng.integers(-60, 60, (10, 256)) * 2).astype(np.int32)),),
                  "ACCUMULATE", 0, np.zeros(10, np.int32), 0, 0, 10.0),

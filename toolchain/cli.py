@@ -52,6 +52,23 @@ def _one_line(err: BaseException) -> str:
     return str(err)
 
 
+def _check_outputs(inputs: list[Path], **outputs: Path | None) -> None:
+    """Refuse (exit 2) an output that would replace an input, a device node or a FIFO; one under a file: exit 1.
+
+    ``outputs``: option name (``json``, ``plots``, …) → path; ``plots`` is a folder.
+    """
+    from .files import NotAFolderError, check_output
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        try:
+            check_output(path, inputs, folder=name == "plots")
+        except NotAFolderError:
+            raise   # an output that cannot be created: a failed run (exit 1), as for any unwritable folder
+        except SlipsnnError as err:
+            raise click.BadParameter(str(err), param_hint=f"--{name}" if len(name) > 1 else f"-{name}") from None
+
+
 def _dataset_option(default: str | None = "digits") -> Any:
     from .data.registry import DATASETS
     return click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=default, show_default=True,
@@ -125,6 +142,8 @@ def export(checkpoint: Path, output: Path | None, timesteps: int, max_timesteps:
     (or a NIR graph)."""
     from .pipeline import export_checkpoint, export_nir
     from .show.quantization import format_quant_report
+    default = checkpoint.with_name("model.nir" if fmt == ExportFormat.NIR.value else "model.net")
+    _check_outputs([checkpoint], o=output if output is not None else default)
     if fmt == ExportFormat.NIR.value:
         net, path = export_nir(checkpoint, output, variant=nir_variant, timesteps=timesteps,
                                max_timesteps=max_timesteps)
@@ -164,6 +183,7 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
     from .files import atomic_write_json
     from .pipeline import run_file, verify_file
     from .show.runs import mismatch_summary
+    _check_outputs([network], json=json_path)
     if verbose and (backend == "fast" or verify):
         from .backends.exactness import prove_exactness
         from .pipeline import load_network
@@ -243,6 +263,7 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
     from .pipeline import is_stock_file
     from .pipeline import report as make_report
     from .show.report import format_report
+    _check_outputs([network, *(Path(p) for p in profiles)], json=json_path, plots=plots_dir)
     if is_stock_file(network):
         from .pipeline import report_stock_file
         from .show.stock import format_stock_report
@@ -313,6 +334,7 @@ def analyze(checkpoint: Path, dataset: str | None, timesteps: int, delta2: tuple
     from .pipeline import analyze_conversion
     from .show.analysis import format_analysis, plot_analysis
     from .files import atomic_write_json
+    _check_outputs([checkpoint], json=json_path, plot=plot_path)
     res = analyze_conversion(checkpoint, timesteps, delta2, limit=limit, data_root=data_root, dataset=dataset,
                              device=device, batch_size=batch_size)
     click.echo(format_analysis(res))

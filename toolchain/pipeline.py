@@ -297,9 +297,9 @@ def export_nir(source: str | Path, out: str | Path | None = None, *, variant: st
 
 
 def load_network(path: str | Path) -> IntNetwork:
-    """Read an exported network file (netx HDF5 with slipsnn's neuron)."""
-    from slipsnn.exporters.netx import read_netx
-    return read_netx(path)
+    """Read an exported network file (netx HDF5 with slipsnn's neuron), its overflow horizon proven again."""
+    from slipsnn.exporters.netx import read_proven_netx
+    return read_proven_netx(path)
 
 
 def network_and_test_data(net_path: str | Path, dataset: str | None = None, data_root: str | Path | None = None,

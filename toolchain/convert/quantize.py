@@ -127,6 +127,8 @@ def _choose_scale(layer: FloatLayer, net: SpikingNetwork, cfg: QuantConfig) -> t
 def _quantize_synapse(syn: FloatSynapse, scale: float, allow_exp: bool, copies: int) -> tuple[list[IntSynapse], float]:
     """Round one synapse to even 8-bit weights; split it into ≤ ``copies`` parallel synapses if it needs more range."""
     w = syn.weight * scale
+    if not np.isfinite(w).all():   # NaN would round to −2⁶³ and split into ~2⁵⁶ copies below
+        raise QuantizationError(f"weight × scale {scale:.4g} is not finite; allowed: finite weights and scale")
     w_max = float(np.abs(w).max()) if w.size else 0.0
     exp = 0
     if syn.kind is SynapseKind.DENSE and w_max > 0:

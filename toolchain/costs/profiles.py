@@ -22,7 +22,11 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-from ..errors import ProfileError
+from ..errors import ProfileError, SlipsnnError
+from ..files import read_bytes
+
+MAX_PROFILE_BYTES = 2 ** 20   # a profile is a few kB of TOML
+MAX_NESTING = 32              # tables/arrays inside each other (the schema needs 3)
 
 BUILTIN_PACKAGE = "slipsnn.hardware_configs"
 
@@ -246,10 +250,17 @@ def load_profile(name_or_path: str | Path) -> Profile:
         (23.6, 10.0)
     """
     text, origin = _read(name_or_path)
+    _check_nesting(text, origin)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{origin}: TOML syntax error: {exc}") from exc
+    except RecursionError:
+        raise ProfileError(f"{origin}: nested deeper than the TOML parser allows; a profile nests "
+                           f"at most {MAX_NESTING} levels") from None
+    except ValueError:   # an integer of more than 4 300 digits (Python's int/str conversion limit)
+        raise ProfileError(f"{origin}: unreadable number: an integer of more than 4300 digits; allowed: "
+                           "finite numbers") from None
     return parse_profile(doc, origin)
 
 
@@ -265,9 +276,42 @@ def _read(name_or_path: str | Path) -> tuple[str, str]:
         return res.read_text(encoding="utf-8"), f"{BUILTIN_PACKAGE}/{text_name}.toml"
     path = Path(name_or_path)
     try:
-        return path.read_text(encoding="utf-8"), str(path)
+        return read_bytes(path, MAX_PROFILE_BYTES, "profile").decode("utf-8"), str(path)
+    except SlipsnnError as exc:
+        raise ProfileError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
+
+
+def _check_nesting(text: str, origin: str) -> None:
+    """Refuse brackets/braces nested deeper than ``MAX_NESTING`` outside strings and comments (before parsing:
+    the parser recurses once per level)."""
+    depth, quote, i = 0, "", 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if text.startswith(quote, i):
+                i, quote = i + len(quote), ""
+                continue
+            if c == "\\" and quote in ('"', '"""'):
+                i += 1
+        elif c == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                break
+        elif text.startswith(('"""', "'''"), i):
+            quote = text[i:i + 3]
+            i += 2
+        elif c in "\"'":
+            quote = c
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ProfileError(f"{origin}: arrays/tables nested deeper than {MAX_NESTING} levels "
+                                   f"(at character {i}); a profile nests at most {MAX_NESTING}")
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
 
 
 def parse_profile(doc: Mapping[str, Any], origin: str = "<profile>") -> Profile:
@@ -360,6 +404,9 @@ def _constant(raw: Any, units: dict[str, float], origin: str, where: str, intege
     if unit not in units:
         raise ProfileError(f"{origin}: {where}.unit = {unit!r}; allowed units: {', '.join(units)}")
     value = _number(raw["value"], origin, f"{where}.value", zero_ok)
+    if not math.isfinite(value * units[unit]):
+        raise ProfileError(f"{origin}: {where}.value = {value!r} {unit} overflows in the base unit; allowed: a "
+                           "finite number")
     if integer and value != int(value):
         raise ProfileError(f"{origin}: {where}.value = {value!r} must be a whole number")
     for key in ("source", "assumption", "derived", "note"):
@@ -385,7 +432,11 @@ def _constant(raw: Any, units: dict[str, float], origin: str, where: str, intege
 def _number(raw: Any, origin: str, where: str, zero_ok: bool) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise ProfileError(f"{origin}: {where} must be a number, found {raw!r}")
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:
+        raise ProfileError(f"{origin}: {where} is an integer of about {int(raw.bit_length() * 0.30103)} digits, "
+                           "which overflows a float; allowed: a finite number") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
         allowed = "a finite number ≥ 0" if zero_ok else "a finite number > 0"
         raise ProfileError(f"{origin}: {where} = {raw!r}; allowed: {allowed}")
