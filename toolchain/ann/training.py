@@ -38,6 +38,8 @@ SnnEvaluator = Callable[[nn.Module, ModelConfig, dict, torch.Tensor, torch.Tenso
 DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_NAME = "model.pt"
 RESUME_NAME = "resume.pt"
+# TrainConfig fields that may change between the calls of a resumed run (where and how, not what)
+_RUN_CONTROL = ("device", "num_workers", "data_root", "out_dir", "threads")
 
 # Per-data-set defaults of ``TrainConfig`` (fields left at None).
 #
@@ -66,9 +68,14 @@ RESUME_NAME = "resume.pt"
 # CIFAR-10/100 follow the paper (SGD lr 0.1, cosine, batch 128, 300 epochs, θ₀ = 8, L = 16, augmentation);
 # Tiny-ImageNet uses the same recipe on ResNet-18. MNIST reuses the digits CNN (two 2×2 pools: 28 → 7)
 # and the digits L and θ₀ with a 20-epoch schedule, not measured here (no MNIST files on the build machine).
+# Fashion-MNIST (28×28, Debian's dataset-fashion-mnist) uses the same CNN and recipe; one epoch over its
+# 54,000 training images at width 1 took ~9 min of one thread on the shared 2-core build machine (load ~9),
+# so benchmarks/methods.py trains a reduced setting (docs/benchmarks.md).
 DATASET_DEFAULTS: dict[str, dict] = {
     "digits": dict(arch="digits_cnn", epochs=30, lr=0.1, batch_size=64, L=4, theta_init=1.0, augment=False),
     "mnist": dict(arch="digits_cnn", epochs=20, lr=0.05, batch_size=128, L=4, theta_init=1.0, augment=False),
+    "fashion-mnist": dict(arch="digits_cnn", epochs=20, lr=0.05, batch_size=128, L=4, theta_init=1.0,
+                          augment=False),
     "cifar10": dict(arch="resnet20", epochs=300, lr=0.1, batch_size=128, theta_init=8.0, augment=True),
     "cifar100": dict(arch="resnet20", epochs=300, lr=0.1, batch_size=128, theta_init=8.0, augment=True),
     "tiny-imagenet": dict(arch="resnet18", epochs=300, lr=0.1, batch_size=128, theta_init=8.0, augment=True),
@@ -404,7 +411,7 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader, *, epochs: int, lr: 
         val_fraction: float = 0.1, split_seed: int = 0, val_data: Dataset | None = None,
         test_data: Dataset | None = None, device: str = "auto", num_workers: int | None = None,
         threads: int | None = None, resume: str | Path | None = None, stop_after: int | None = None,
-        progress: bool = True, eval_batch_size: int = 512) -> TrainResult:
+        progress: bool = True, eval_batch_size: int = 512, tag: dict | None = None) -> TrainResult:
     """Train any classifier with the paper's recipe; the loop behind ``train`` and ``slipsnn-train``.
 
     SGD (momentum, weight decay on every parameter), cosine learning rate over ``epochs``, cross-entropy,
@@ -442,6 +449,8 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader, *, epochs: int, lr: 
         stop_after: train at most this many epochs in this call (then ``metrics["finished"]`` is False).
         progress: a tqdm bar over the epochs (rank 0 only).
         eval_batch_size: samples per evaluation forward pass.
+        tag: plain-typed description of the run (``train`` passes its config), stored in the resume file;
+            a resume file of another recipe or tag is refused.
 
     Example:
         >>> res = fit(my_model, my_train_loader, epochs=10, lr=0.05, test_data=my_test_set)  # doctest: +SKIP
@@ -476,7 +485,7 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader, *, epochs: int, lr: 
             return _loop(model, train_data, val_data, test_data, ctx, device, threads, epochs=epochs, lr=lr,
                          batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, seed=seed,
                          num_workers=num_workers, resume=None if resume is None else Path(resume),
-                         stop_after=stop_after, progress=progress, eval_batch_size=eval_batch_size)
+                         stop_after=stop_after, progress=progress, eval_batch_size=eval_batch_size, tag=tag)
     finally:
         ctx.stop()
         torch.set_num_threads(threads_before)
@@ -485,7 +494,7 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader, *, epochs: int, lr: 
 def _loop(model: nn.Module, train_data: Dataset, val_data: Dataset | None, test_data: Dataset | None, ctx: _Dist,
           device: torch.device, threads: int, *, epochs: int, lr: float, batch_size: int, momentum: float,
           weight_decay: float, seed: int, num_workers: int, resume: Path | None, stop_after: int | None,
-          progress: bool, eval_batch_size: int) -> TrainResult:
+          progress: bool, eval_batch_size: int, tag: dict | None) -> TrainResult:
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data.distributed import DistributedSampler
 
@@ -494,7 +503,7 @@ def _loop(model: nn.Module, train_data: Dataset, val_data: Dataset | None, test_
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     recipe = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum,
               "weight_decay": weight_decay, "seed": seed, "train_size": len(train_data),
-              "val_size": len(val_data) if val_data is not None else 0, "world_size": ctx.world}
+              "val_size": len(val_data) if val_data is not None else 0, "world_size": ctx.world, "tag": tag}
     state: dict = {"epoch": 0, "history": [], "best_acc": -1.0, "best_epoch": 0, "best_state": None, "seconds": 0.0}
     if resume is not None and resume.is_file():
         saved = torch.load(resume, map_location="cpu", weights_only=True)
@@ -602,7 +611,8 @@ def train(cfg: TrainConfig, progress: bool = True, evaluate_snn: SnnEvaluator | 
               momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=cfg.seed,
               val_data=Subset(plain, val_idx) if val_idx else None, val_fraction=0.0, test_data=test_set,
               device=cfg.device, num_workers=_num_workers(cfg, device), threads=cfg.threads,
-              resume=resume_path, stop_after=stop_after, progress=progress)
+              resume=resume_path, stop_after=stop_after, progress=progress,
+              tag={k: v for k, v in cfg.to_dict().items() if k not in _RUN_CONTROL})
     model, metrics = res.model, res.metrics
     thetas: dict[str, float] = {}
     if act is None and metrics["finished"]:
