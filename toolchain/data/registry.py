@@ -29,7 +29,8 @@ class DatasetInfo:
 
 
 # digits: np.mean / np.std of load_tensors("digits", "train")[0], rounded to 6 digits (checked by
-# tests/test_data.py); fashion-mnist: the same over its 60000 official train images; the others are the usual published train-set values.
+# tests/test_data.py); fashion-mnist: the same over its 60000 official train images (Debian's
+# dataset-fashion-mnist files); the others are the usual published train-set values.
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
