@@ -90,6 +90,20 @@ QUICK_LIMIT = 150       # test images in --quick: keeps the smoke test near 30 s
 BASELINE = "qcfs"
 
 
+def _trained(path: Path, recipe: dict[str, Any]) -> Any:
+    """The ``TrainResult`` of a finished ``model.pt`` trained with ``recipe``, or None."""
+    if not path.is_file():
+        return None
+    from slipsnn.toolchain.ann.checkpoint import load_checkpoint
+    from slipsnn.toolchain.ann.training import TrainResult
+    ckpt = load_checkpoint(path)
+    saved = {k: v for k, v in (ckpt.train_config or {}).items() if k in recipe}
+    if not ckpt.metrics.get("finished") or saved != recipe:
+        return None
+    return TrainResult(model=ckpt.model, model_cfg=ckpt.model_cfg, act=ckpt.act, preset=ckpt.preset,
+                       metrics=ckpt.metrics, thetas=ckpt.thetas, checkpoint=path)
+
+
 def run_one(method: Method, seed: int, setting: dict[str, Any], run_dir: Path, timesteps: Sequence[int],
             stop_after: int | None = None) -> dict[str, Any] | None:
     """Train (or resume) one method with one seed and measure ANN, float- and integer-SNN accuracy.
@@ -116,9 +130,11 @@ def run_one(method: Method, seed: int, setting: dict[str, Any], run_dir: Path, t
         if {k: done.get(k) for k in key} == key:
             return done
     start = time.perf_counter()
-    res = train(cfg, progress=False, resume=True, stop_after=stop_after)
-    if not res.metrics["finished"]:
-        return None
+    res = _trained(run_dir / "model.pt", recipe)   # trained in an earlier call, killed while evaluating
+    if res is None:
+        res = train(cfg, progress=False, resume=True, stop_after=stop_after)
+        if not res.metrics["finished"]:
+            return None
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     pixels, labels = load_pixels(setting["dataset"], "test", limit=setting["test_limit"] or None)
@@ -255,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         setting.update(epochs=2, width=0.5, train_subset=0, test_limit=QUICK_LIMIT)
     if args.seeds < 1 or setting["epochs"] < 1 or setting["test_limit"] < 0 or setting["train_subset"] < 0:
         ap.error("--seeds and --epochs must be ≥ 1, --train-subset and --test-limit ≥ 0")
-    methods = [m for m in METHODS if m.key in chosen]
+    methods = [next(m for m in METHODS if m.key == key) for key in dict.fromkeys(chosen)]   # in the given order
     import torch
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)   # the SNN evaluation too (training pins it in fit)

@@ -99,6 +99,15 @@ def test_methods_quick_writes_the_table_and_json(tmp_path: Path, capsys: pytest.
     again = methods.main(["--quick", "--out", str(tmp_path)])
     assert [m["runs"] for m in again["methods"]] == [m["runs"] for m in doc["methods"]]
     assert "seed 0: ANN" in capsys.readouterr().err
+    # killed after training, before results.json: the finished model.pt is evaluated, not retrained
+    run_dir = tmp_path / "digits" / "qcfs_s0"
+    stamp = (run_dir / "model.pt").stat().st_mtime_ns
+    (run_dir / "results.json").unlink()
+    third = methods.main(["--quick", "--out", str(tmp_path), "--methods", "qcfs"])
+    assert (run_dir / "model.pt").stat().st_mtime_ns == stamp
+    timing = ("train_s_this_call", "eval_s", "machine")
+    assert {k: v for k, v in third["methods"][0]["runs"][0].items() if k not in timing} \
+        == {k: v for k, v in doc["methods"][0]["runs"][0].items() if k not in timing}
 
 
 def test_paired_statistics_match_scipy() -> None:

@@ -208,8 +208,9 @@ class TrainResult:
             ``val_accuracy`` (of the selected epoch, None without a validation split), ``test_accuracy``
             (evaluated once, for the selected model; None without test data), ``ann_accuracy`` (= test
             accuracy), ``epochs``, ``history`` (per epoch: ``epoch``, ``loss``, ``train_accuracy``,
-            ``val_accuracy``, ``lr``), ``seconds`` (training wall time, summed over resumed calls), ``device``, ``world_size``, ``threads``, ``val_size``, ``train_size``, ``finished``
-            (False when ``stop_after`` ended the call first).
+            ``val_accuracy``, ``lr``), ``seconds`` (training wall time, summed over resumed calls),
+            ``device``, ``world_size``, ``threads``, ``val_size``, ``train_size``, ``finished`` (False when
+            ``stop_after`` ended the call first).
         thetas: θ of every activation by module name.
         checkpoint: the saved ``model.pt``, or None without ``out_dir`` (or unfinished).
         is_main: False on the ranks > 0 of a distributed run (they write nothing).
@@ -534,7 +535,8 @@ def _loop(model: nn.Module, train_data: Dataset, val_data: Dataset | None, test_
         scheduler.step()
         val_acc = None
         if val_data is not None:
-            val_acc = ctx.sum([_correct(model, val_data, val_shard, eval_batch_size, device)], device)[0] / len(val_data)
+            right = _correct(model, val_data, val_shard, eval_batch_size, device)
+            val_acc = ctx.sum([right], device)[0] / len(val_data)
         seconds = time.perf_counter() - start
         state["history"].append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
                                  "val_accuracy": val_acc, "lr": lr_now})

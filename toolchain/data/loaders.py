@@ -264,7 +264,8 @@ def _tiny_imagenet(root: Path, split: str) -> ImageDataset:
 
 
 _LOADERS: dict[str, Callable[[Path, str], ImageDataset]] = {
-    "digits": _digits, "mnist": _mnist, "fashion-mnist": _fashion_mnist, "cifar10": _cifar10, "cifar100": _cifar100, "tiny-imagenet": _tiny_imagenet,
+    "digits": _digits, "mnist": _mnist, "fashion-mnist": _fashion_mnist, "cifar10": _cifar10, "cifar100": _cifar100,
+    "tiny-imagenet": _tiny_imagenet,
 }
 
 
@@ -292,7 +293,8 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, augment:
         name: A key of ``DATASETS``.
         split: ``"train"`` or ``"test"`` (Tiny-ImageNet's ``test`` is its official ``val`` folder).
         root: Folder holding the data set in its official layout (``docs/datasets.md``); default
-            ``$SLIPSNN_DATA``, else ``./data`` (Fashion-MNIST: else ``/usr/share/datasets/fashion-mnist``). Ignored by ``digits`` (bundled with scikit-learn).
+            ``$SLIPSNN_DATA``, else ``./data`` (Fashion-MNIST: else ``/usr/share/datasets/fashion-mnist``).
+            Ignored by ``digits`` (bundled with scikit-learn).
         augment: Apply the training augmentation of ``slipsnn.toolchain.data.augment`` (train split only;
             digits has none, so it is a no-op there).
 
