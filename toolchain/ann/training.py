@@ -541,7 +541,7 @@ def _loop(model: nn.Module, train_data: Dataset, val_data: Dataset | None, test_
         state["history"].append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
                                  "val_accuracy": val_acc, "lr": lr_now})
         state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
-        if val_acc is None or val_acc > state["best_acc"]:
+        if val_acc is None or val_acc >= state["best_acc"]:   # ties: the later, more annealed epoch
             state["best_acc"], state["best_epoch"] = (val_acc if val_acc is not None else -1.0), epoch + 1
             state["best_state"] = _cpu_state(model)
         done_here += 1
