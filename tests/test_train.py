@@ -308,3 +308,21 @@ def test_fit_trains_a_users_model_from_a_dataloader() -> None:
     assert acc == pytest.approx(m["test_accuracy"])
     with pytest.raises(SlipsnnError, match="divisible|stop_after"):
         fit(model, loader, epochs=1, stop_after=0, progress=False)
+
+
+def test_cli_stop_after_then_resume_records_the_options(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from slipsnn.toolchain import cli
+    args = ["--dataset", "digits", "--epochs", "2", "--width", "0.25", "--quiet", "--out", str(tmp_path),
+            "--val-fraction", "0.2", "--threads", "1"]
+    first = CliRunner().invoke(cli.train, args + ["--stop-after", "1"], catch_exceptions=False)
+    assert first.exit_code == 0 and "stopped after epoch 1 of 2; continue with --resume" in first.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resume.pt"]
+    second = CliRunner().invoke(cli.train, args + ["--resume"], catch_exceptions=False)
+    assert second.exit_code == 0 and "chosen by validation" in second.output, second.output
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert (m["epochs"], m["val_size"], m["threads"], m["selected_by"]) == (2, 269, 1, "validation")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "model.pt"]
