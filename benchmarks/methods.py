@@ -189,10 +189,9 @@ def paired(a_runs: list[dict], b_runs: list[dict], kind: str, t: int) -> dict[st
         crit = float(stats.t.ppf(0.975, n - 1))
         out.update(t=t_stat, t_critical_95=crit, p_t=float(2 * stats.t.sf(abs(t_stat), n - 1)),
                    significant=bool(abs(t_stat) > crit))
-    if n >= 1 and any(d != 0 for d in diffs):
+    if n >= 2 and any(d != 0 for d in diffs):
         from scipy import stats
-        out["wilcoxon_p"] = float(stats.wilcoxon(diffs, zero_method="zsplit", method="exact").pvalue) \
-            if n >= 2 else 1.0
+        out["wilcoxon_p"] = float(stats.wilcoxon(diffs, zero_method="zsplit", method="exact").pvalue)
     return out
 
 
