@@ -8,7 +8,7 @@ RUN ?= runs/digits
 PYTHON310 := $(shell for p in "$$(command -v python3.10)" $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.10*/bin/python 2>/dev/null | sort -rV); do \
 	[ -n "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo "$$p" && break; done)
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast clean fashion-mnist bench-methods
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,15 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not lava and not slow"
+
+# Fashion-MNIST from Debian's package (the default root of the fashion-mnist data set); only the benchmark needs it
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+fashion-mnist:
+	@test -f $(FASHION_MNIST) || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
+
+# SlipReLU vs QCFS/clip/ReLU on Fashion-MNIST, resumable: run again to continue (docs/benchmarks.md)
+bench-methods: setup fashion-mnist
+	nice -n 19 $(PY) benchmarks/methods.py $(ARGS)
 
 clean:
 	rm -rf $(RUN) .pytest_cache

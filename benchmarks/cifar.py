@@ -6,9 +6,10 @@
 
 Each (data set, arch, method) is one run in its own folder ``<out>/<dataset>/<arch>_<method>/``:
 
-* ``model.pt``   the best-test-accuracy ANN (a slipsnn checkpoint; ``finished`` in its metrics at the end);
-* ``resume.pt``  last-epoch weights + optimizer + scheduler + history (tensors and plain types only,
-  loaded with ``weights_only=True``); deleted when training finishes;
+* ``model.pt``   the ANN of the best validation accuracy (a slipsnn checkpoint, written when training ends);
+* ``resume.pt``  the library loop's resume file (``training.fit``): last-epoch weights + optimizer +
+  scheduler + history + the selected epoch's weights (tensors and plain types only, loaded with
+  ``weights_only=True``); deleted when training finishes;
 * ``results.json`` ANN and SNN accuracies; a run whose ``results.json`` covers the requested T values
   is skipped, a run with a finished ``model.pt`` is only evaluated, and an interrupted run resumes
   from ``resume.pt`` at the next epoch. ``--stop-after N`` ends the call after N epochs of training
@@ -16,7 +17,8 @@ Each (data set, arch, method) is one run in its own folder ``<out>/<dataset>/<ar
 
 Training is the paper's recipe (SPEC §2, ``TrainConfig.for_dataset``): SGD lr 0.1, momentum 0.9, weight
 decay 5e-4, cosine over ``--epochs`` (300), batch 128, CIFAR-10 augmentation crop/flip/AutoAugment/Cutout
-(CIFAR-100 without AutoAugment), θ₀ = 8, L = 16 (``--L``), best test accuracy kept. It runs on
+(CIFAR-100 without AutoAugment), θ₀ = 8, L = 16 (``--L``), the epoch chosen on a 10 % validation split
+held out from train (not on test, unlike the paper's code). It runs on
 ``--device``; the SNN sweep uses the float simulator (``simulate_float``, CPU) after every T of one
 run of max(T) steps, and with ``--int`` also the integer network (``fast`` backend, one export per T).
 The table prints this run next to the published numbers (SPEC §7; literature.md §2).
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
 import shutil
 import sys
@@ -45,7 +46,8 @@ DEFAULT_OUT = Path("runs/cifar")
 NAMES = {"vgg16": "VGG-16", "resnet18": "ResNet-18", "resnet20": "ResNet-20", "slip": "SlipReLU", "qcfs": "QCFS"}
 # recipe keys that must match for a run to resume (device, workers and paths may change between calls)
 RECIPE_KEYS = ("dataset", "arch", "activation", "a", "L", "delta1", "delta2", "a_learnable", "epochs", "lr",
-               "batch_size", "momentum", "weight_decay", "seed", "width", "theta_init", "augment")
+               "batch_size", "momentum", "weight_decay", "seed", "width", "theta_init", "augment", "val_fraction",
+               "split_seed", "train_subset")
 
 # Published top-1 % (SPEC §7; literature.md §2.2, QCFS Table 1/2, Bu et al. ICLR 2022). SlipReLU's own
 # tables could not be read: its two numbers here are quoted by other papers (secondary sources).
@@ -136,90 +138,28 @@ def macs_per_image(model: Any, input_shape: Sequence[int]) -> int:
     return total[0]
 
 
-def train_resumable(cfg: Any, run_dir: Path, train_subset: int | None, test_limit: int | None,
-                    stop_after: int | None) -> bool:
-    """Train ``cfg`` into ``run_dir/model.pt``, resuming from ``run_dir/resume.pt``; True when finished.
+def train_resumable(cfg: Any, stop_after: int | None) -> bool:
+    """Train ``cfg`` into ``cfg.out_dir/model.pt`` with the library loop, resuming from its ``resume.pt``.
 
-    The epoch is the same as ``slipsnn.toolchain.ann.training.train`` (SGD, cosine, ``clamp_activations_`` after
-    each step, best test accuracy kept); the shuffling and augmentation of epoch e are seeded with
-    ``seed·1000003 + e``, so a resumed run sees the same batches as an uninterrupted one.
+    ``slipsnn.toolchain.ann.training.train`` with ``resume=True``: epoch e shuffles and augments with seeds
+    derived from (seed, e), so a resumed run sees the same batches as an uninterrupted one; the epoch is
+    selected on the held-out validation split. True when training has finished.
     """
-    import torch
-    from torch.utils.data import DataLoader, Subset
+    from slipsnn.toolchain.ann.training import RESUME_NAME, train
 
-    from slipsnn.toolchain.files import atomic_write
-    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
-    from slipsnn.toolchain.data.loaders import dataset_info, load_dataset
-    from slipsnn.toolchain.ann.models import ModelConfig, build_model
-    from slipsnn.toolchain.ann.training import evaluate_ann, resolve_device, train_epoch
-
-    device = resolve_device(cfg.device)
-    info, act = dataset_info(cfg.dataset), cfg.act_params()
-    model_cfg = ModelConfig(cfg.arch, info.num_classes, info.input_shape, info.mean, info.std, cfg.width)
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg, act, theta=cfg.theta_init).to(device)
-    train_set = load_dataset(cfg.dataset, "train", cfg.data_root, augment=cfg.augment)
-    if train_subset is not None:
-        train_set = Subset(train_set, range(min(train_subset, len(train_set))))
-    test_x, test_y = load_dataset(cfg.dataset, "test", cfg.data_root).raw(test_limit)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "history": [], "seconds": 0.0}
-    resume_path, ckpt_path = run_dir / "resume.pt", run_dir / "model.pt"
-    if resume_path.is_file():
-        saved = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if _recipe(saved["train_config"]) != _recipe(cfg.to_dict()):
-            raise SystemExit(f"{resume_path} was written with another recipe {_recipe(saved['train_config'])}; "
-                             "use another --out or delete the run folder")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = {k: saved[k] for k in state}
-        _log(f"  resuming {run_dir.name} at epoch {state['epoch'] + 1}/{cfg.epochs}")
-    workers = cfg.num_workers if cfg.num_workers is not None else (
-        min(8, os.cpu_count() or 1) if device.type == "cuda" and cfg.augment else 0)
-    done_here = 0
-    while state["epoch"] < cfg.epochs:
-        if stop_after is not None and done_here >= stop_after:
-            _log(f"  stopping after {done_here} epoch(s) (--stop-after); run again to continue")
-            return False
-        epoch, start = state["epoch"], time.perf_counter()
-        seed = cfg.seed * 1_000_003 + epoch
-        torch.manual_seed(seed)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                            generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda")
-        lr = optimizer.param_groups[0]["lr"]
-        loss, train_acc = train_epoch(model, loader, optimizer, device)
-        scheduler.step()
-        test_acc = evaluate_ann(model, test_x, test_y)
-        seconds = time.perf_counter() - start
-        state["history"].append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_acc,
-                                 "test_accuracy": test_acc, "lr": lr, "seconds": round(seconds, 3)})
-        state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
-        if test_acc > state["best_acc"]:
-            state["best_acc"], state["best_epoch"] = test_acc, epoch + 1
-            save_checkpoint(ckpt_path, model, model_cfg, act, dataset=cfg.dataset, train_cfg=cfg.to_dict(),
-                            metrics=_metrics(state, device, finished=False))
-        payload = {**state, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "train_config": cfg.to_dict()}
-        atomic_write(resume_path, lambda tmp: torch.save(payload, tmp))
-        done_here += 1
-        _log(f"  epoch {epoch + 1}/{cfg.epochs}: loss {state['history'][-1]['loss']:.3f}, "
-             f"test {100 * test_acc:.2f} % (best {100 * state['best_acc']:.2f} %), {seconds:.1f} s")
-    # the best epoch's weights are in model.pt; mark it finished with the complete history
-    from slipsnn.toolchain.ann.checkpoint import load_checkpoint
-    best = load_checkpoint(ckpt_path)
-    save_checkpoint(ckpt_path, best.model, model_cfg, act, dataset=cfg.dataset, train_cfg=cfg.to_dict(),
-                    metrics=_metrics(state, device, finished=True))
-    resume_path.unlink(missing_ok=True)
+    resume_file = Path(cfg.out_dir) / RESUME_NAME
+    if resume_file.is_file():
+        import torch
+        done = torch.load(resume_file, map_location="cpu", weights_only=True)["state"]["epoch"]
+        _log(f"  resuming {Path(cfg.out_dir).name} at epoch {done + 1}/{cfg.epochs}")
+    res = train(cfg, progress=False, resume=True, stop_after=stop_after)
+    m = res.metrics
+    if not m["finished"]:
+        _log(f"  stopping after epoch {m['epochs']}/{cfg.epochs} (--stop-after); run again to continue")
+        return False
+    _log(f"  trained {m['epochs']} epochs in {m['seconds']:.0f} s; epoch {m['best_epoch']} selected "
+         f"(validation {100 * m['val_accuracy']:.2f} %)" if m["val_accuracy"] is not None else "")
     return True
-
-
-def _metrics(state: dict[str, Any], device: Any, finished: bool) -> dict[str, Any]:
-    return {"ann_accuracy": state["best_acc"], "best_epoch": state["best_epoch"], "epochs": state["epoch"],
-            "history": list(state["history"]), "seconds": state["seconds"], "device": str(device),
-            "finished": finished}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -381,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 cfg = TrainConfig.for_dataset(args.dataset, arch=arch, activation=method, L=args.L, epochs=args.epochs,
                                               width=args.width, batch_size=args.batch_size, seed=args.seed,
                                               device=args.device or "auto", num_workers=args.workers,
-                                              data_root=args.data_root, out_dir=str(run_dir))
+                                              data_root=args.data_root, out_dir=str(run_dir),
+                                              train_subset=args.train_subset, threads=args.threads)
                 ckpt_path = run_dir / "model.pt"
                 finished = False
                 if ckpt_path.is_file() and not (run_dir / "resume.pt").is_file():
@@ -392,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 if not finished:
                     _log(f"{name}: training ({cfg.epochs} epochs, width {cfg.width}, L {cfg.act_params().L}, "
                          f"device {cfg.device})")
-                    if not train_resumable(cfg, run_dir, args.train_subset, args.test_limit, args.stop_after):
+                    if not train_resumable(cfg, args.stop_after):
                         summary["runs"][name] = {"finished": False}
                         continue
                 _log(f"{name}: evaluating the SNN at T = {', '.join(map(str, timesteps))}")

@@ -1,32 +1,39 @@
-"""Digits benchmark: SlipReLU against its special cases and the ReLU source ANN, over several seeds.
+"""SlipReLU against QCFS, clip and the calibrated ReLU ANN, over seeds, on Fashion-MNIST (or digits).
 
-    python benchmarks/methods.py                       # 8 methods × 3 seeds × 30 epochs (8 min measured, 2 cores)
-    python benchmarks/methods.py --quick               # 1 seed, 2 epochs, 2 methods (the smoke test)
+    nice -n 19 python benchmarks/methods.py                  # 7 methods × 3 seeds, Fashion-MNIST reduced setting
+    nice -n 19 python benchmarks/methods.py --stop-after 2   # a slice: at most 2 epochs of training, then exit
+    python benchmarks/methods.py --dataset digits --epochs 30 --width 1 --train-subset 0 --test-limit 0
+    python benchmarks/methods.py --quick                     # the smoke test: digits, 1 seed, 2 epochs, 2 methods
 
-Every method trains the same architecture (the digits CNN, width 1) with the same recipe — the digits
-defaults of ``TrainConfig.for_dataset`` (L, θ₀, lr, batch; each run's config is stored in the JSON) —
-and the same epoch budget (``--epochs``) from the same seeds, so seed s of every method starts from the
-same weights.
-For each run it measures, on the whole digits test split (450 images):
+Every method trains the same architecture (``digits_cnn``, the 28×28 default: three 3×3 convs, two 2×2
+average pools) with the same recipe (``TrainConfig.for_dataset``: SGD, cosine, L = 4, θ₀ = 1; each run's
+config is stored) through the library loop (``training.train``), from the same seeds, so seed s of every
+method starts from the same weights and sees the same batches. Model selection is on the 10 % validation
+split held out from the training images; the test images are scored once, for the selected epoch.
 
-* ANN: top-1 accuracy of the trained ANN (the best-test-accuracy epoch, as in the paper's code);
-* float SNN: the converted network in float (``simulate_float``), accuracy after T = 1, 2, 4, 8 steps of
-  one simulation;
+Each (method, seed) is one run in ``<out>/<dataset>/<method>_s<seed>/``: ``resume.pt`` while training
+(rewritten every epoch), ``model.pt`` when trained, ``results.json`` when evaluated. A run whose
+``results.json`` holds the same setting is skipped, so the benchmark runs in slices across sessions
+(``--stop-after N`` caps the epochs trained per call). Per run it measures on the test images:
+
+* ANN: top-1 accuracy of the selected ANN;
+* float SNN: the converted network in float (``simulate_float``) after T = 1, 2, 4, 8 steps of one run;
 * integer SNN: for each T its own integer network, ``quantize(net, QuantConfig(timesteps=T,
-  max_timesteps=T))`` — what ``slipsnn export --timesteps T`` deploys: the 24-bit overflow proof covers
-  exactly T steps, so each T gets the largest scale (finest weights) that is safe for it — run bit-exactly
-  with ``simulate_int`` (the ``fast`` backend) for T steps.
+  max_timesteps=T))`` — what ``slipsnn export --timesteps T`` deploys — run bit-exactly (``simulate_int``).
 
-Cells are mean ± sample standard deviation (ddof = 1) over seeds, in percent. The paired comparison
-(each SlipReLU variant minus QCFS, seed by seed) gives mean ± std of the differences and a two-sided
-paired t-test at 95 %; with 3 seeds only large, consistent differences pass it.
-The ReLU row is the source ANN: its thresholds come from data calibration (99.9th percentile of each
-ReLU's output on 1024 training images) and its SNN starts at v(0) = θ/2.
+Cells are mean ± sample standard deviation (ddof = 1) over the seeds done, in percent. The paired
+comparison (each SlipReLU variant minus QCFS, seed by seed) gives the mean ± std of the differences, a
+two-sided paired t-test and the Wilcoxon signed-rank p-value. With 3 seeds the t-test has 2 degrees of
+freedom (critical |t| = 4.30: only a difference larger than ~2.5 × its own seed-to-seed std passes) and the
+exact Wilcoxon test can never reach p < 0.05 (its smallest two-sided p is 0.25), so "not significant" there
+means "not shown", not "no difference".
+The ReLU row is the source ANN: θ per ReLU from data (99.9th percentile on 1024 training images).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -37,26 +44,33 @@ from typing import Any, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import describe_machine, machine_info  # noqa: E402  (sibling script)
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "methods.json"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "methods"
 TIMESTEPS = (1, 2, 4, 8)
-# The digits default of ``slipsnn train`` (TrainConfig). Measured on the 2-core build machine with one
-# torch thread: 0.3-1 s per epoch depending on the load; the 24 runs of 30 epochs took 8 min (< 30 min).
-DEFAULT_EPOCHS = 30
 DEFAULT_SEEDS = 3
-# The digits CNN's tensors are tiny: one torch thread loses little on an idle 2-core machine, and when
-# other processes compete for the cores, two spinning OpenMP threads were measured 6x slower per epoch.
+# Per data set: epochs, width, training images (0 = all 60000 / 1347) and test images (0 = all). Fashion-MNIST
+# at width 1 over all 54,000 images took ~9 min per epoch of one thread on the shared 2-core machine (load ~9),
+# so a run is cut to fit the 6-minute budget: width 0.5, the first 12,000 training images (10,800 train +
+# 1,200 validation), 5 epochs and the first 2,000 test images (200 per class ± a few) — wall times per run
+# are recorded in each results.json.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "fashion-mnist": dict(epochs=5, width=0.5, train_subset=12000, test_limit=2000),
+    "digits": dict(epochs=30, width=1.0, train_subset=0, test_limit=0),
+}
+# Small CNNs on a shared 2-core machine: one torch thread is fastest (two spinning OpenMP threads were
+# measured 6–16× slower under load) and it is what the library pins (results depend on the thread count).
 DEFAULT_THREADS = 1
 
 
 @dataclass(frozen=True)
 class Method:
-    """One row: an activation preset with optional overrides of a and δ₂."""
+    """One row: an activation preset with optional overrides of a, δ₂ and a learnable a."""
 
     key: str
     label: str
     activation: str
     a: float | None = None
     delta2: float | None = None
+    a_learnable: bool | None = None
 
 
 METHODS: tuple[Method, ...] = (
@@ -66,33 +80,64 @@ METHODS: tuple[Method, ...] = (
     Method("slip_a0.25", "slip a=0.25", "slip", a=0.25),
     Method("slip_a0.5", "slip a=0.5", "slip", a=0.5),
     Method("slip_a0.75", "slip a=0.75", "slip", a=0.75),
+    Method("slip_learn", "slip a learnable", "slip", a=0.5, a_learnable=True),
     Method("slip_a0.5_d0", "slip a=0.5, δ₂=0", "slip", a=0.5, delta2=0.0),
     Method("slip_a0.5_d-0.5", "slip a=0.5, δ₂=-0.5", "slip", a=0.5, delta2=-0.5),
 )
+DEFAULT_METHODS = ("qcfs", "slip_a0.5", "slip_a0.25", "slip_a0.75", "slip_learn", "clip", "relu")
 QUICK_METHODS = ("qcfs", "slip_a0.5")
 QUICK_LIMIT = 150       # test images in --quick: keeps the smoke test near 30 s
 BASELINE = "qcfs"
 
 
-def run_one(method: Method, seed: int, epochs: int, timesteps: Sequence[int],
-            limit: int | None = None) -> dict[str, Any]:
-    """Train one method with one seed and measure ANN, float-SNN and integer-SNN accuracy (fractions).
+def _trained(path: Path, recipe: dict[str, Any]) -> Any:
+    """The ``TrainResult`` of a finished ``model.pt`` trained with ``recipe``, or None."""
+    if not path.is_file():
+        return None
+    from slipsnn.toolchain.ann.checkpoint import load_checkpoint
+    from slipsnn.toolchain.ann.training import TrainResult
+    ckpt = load_checkpoint(path)
+    saved = {k: v for k, v in (ckpt.train_config or {}).items() if k in recipe}
+    if not ckpt.metrics.get("finished") or saved != recipe:
+        return None
+    return TrainResult(model=ckpt.model, model_cfg=ckpt.model_cfg, act=ckpt.act, preset=ckpt.preset,
+                       metrics=ckpt.metrics, thetas=ckpt.thetas, checkpoint=path)
 
-    ``limit`` evaluates on the first ``limit`` test images only (the ``--quick`` smoke run).
+
+def run_one(method: Method, seed: int, setting: dict[str, Any], run_dir: Path, timesteps: Sequence[int],
+            stop_after: int | None = None) -> dict[str, Any] | None:
+    """Train (or resume) one method with one seed and measure ANN, float- and integer-SNN accuracy.
+
+    Returns the results (fractions), also written to ``run_dir/results.json``; None when ``stop_after``
+    ended the training first (run again to continue). A finished, matching ``results.json`` is returned as is.
     """
-    from slipsnn.toolchain.data.loaders import load_pixels
+    from slipsnn.toolchain.ann.training import TrainConfig, train
+    from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
     from slipsnn.toolchain.convert.lower import lower
     from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
-    from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
-    from slipsnn.toolchain.ann.training import TrainConfig, evaluate_ann, train
+    from slipsnn.toolchain.data.loaders import load_pixels
+    from slipsnn.toolchain.files import atomic_write_json
 
-    cfg = TrainConfig.for_dataset("digits", activation=method.activation, a=method.a, delta2=method.delta2,
-                                  epochs=epochs, seed=seed, device="cpu")
+    cfg = TrainConfig.for_dataset(setting["dataset"], activation=method.activation, a=method.a,
+                                  delta2=method.delta2, a_learnable=method.a_learnable, epochs=setting["epochs"],
+                                  width=setting["width"], train_subset=setting["train_subset"] or None, seed=seed,
+                                  device="cpu", threads=setting["threads"], out_dir=str(run_dir))
+    recipe = {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "data_root")}
+    key = {"train_config": recipe, "test_limit": setting["test_limit"], "timesteps": list(timesteps)}
+    res_path = run_dir / "results.json"
+    if res_path.is_file():
+        done = json.loads(res_path.read_text())
+        if {k: done.get(k) for k in key} == key:
+            return done
     start = time.perf_counter()
-    res = train(cfg, progress=False)
+    res = _trained(run_dir / "model.pt", recipe)   # trained in an earlier call, killed while evaluating
+    if res is None:
+        res = train(cfg, progress=False, resume=True, stop_after=stop_after)
+        if not res.metrics["finished"]:
+            return None
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    pixels, labels = load_pixels("digits", "test", limit=limit)
+    pixels, labels = load_pixels(setting["dataset"], "test", limit=setting["test_limit"] or None)
     y = labels.numpy()
     net = lower(res.model, res.model_cfg.input_shape, res.thetas)
     float_acc = simulate_float(net, pixels, max(timesteps)).accuracy(y)
@@ -100,16 +145,17 @@ def run_one(method: Method, seed: int, epochs: int, timesteps: Sequence[int],
     for t in timesteps:
         q = quantize(net, QuantConfig(timesteps=t, max_timesteps=t))
         int_acc[str(t)] = float(simulate_int(q, pixels, t).accuracy(y)[-1])
-    return {"seed": seed, "ann": evaluate_ann(res.model, pixels / 255, labels),
-            "float_snn": {str(t): float(float_acc[t - 1]) for t in timesteps}, "int_snn": int_acc,
-            "best_epoch": res.metrics["best_epoch"], "thetas": res.thetas,
-            "train_config": {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "data_root")},
-            "train_s": round(train_s, 2), "eval_s": round(time.perf_counter() - start, 2)}
-
-
-def torch_threads() -> int:
-    import torch
-    return torch.get_num_threads()
+    from slipsnn.toolchain.ann.training import evaluate_ann
+    result = {**key, "method": method.key, "seed": seed, "finished": True, "test_samples": len(y),
+              "ann": evaluate_ann(res.model, pixels / 255, labels),
+              "float_snn": {str(t): float(float_acc[t - 1]) for t in timesteps}, "int_snn": int_acc,
+              "best_epoch": res.metrics["best_epoch"], "val_accuracy": res.metrics["val_accuracy"],
+              "selected_by": res.metrics["selected_by"], "thetas": res.thetas,
+              "a": {n: float(m.a) for n, m in res.model.named_modules() if type(m).__name__ == "SlipReLU"},
+              "train_s_total": round(res.metrics["seconds"], 2), "train_s_this_call": round(train_s, 2),
+              "eval_s": round(time.perf_counter() - start, 2), "machine": machine_info()}
+    atomic_write_json(res_path, result)
+    return result
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -127,18 +173,25 @@ def summarize(runs: list[dict[str, Any]], timesteps: Sequence[int]) -> dict[str,
 
 
 def paired(a_runs: list[dict], b_runs: list[dict], kind: str, t: int) -> dict[str, Any]:
-    """a − b seed by seed at T = t: mean ± std of the differences, the paired t statistic and its verdict."""
+    """a − b seed by seed at T = t: mean ± std of the differences, paired t-test and Wilcoxon signed-rank.
+
+    ``significant`` is the t-test's verdict at 95 % (two-sided); ``wilcoxon_p`` the exact two-sided
+    p-value (≥ 0.25 with 3 seeds, so it can only confirm a pattern that more seeds would test).
+    """
     b_by_seed = {r["seed"]: r for r in b_runs}
     diffs = [r[kind][str(t)] - b_by_seed[r["seed"]][kind][str(t)] for r in a_runs if r["seed"] in b_by_seed]
     out = mean_std(diffs) if diffs else {"mean": math.nan, "std": math.nan, "n": 0}
     n = out["n"]
+    out.update(t=None, t_critical_95=None, p_t=None, significant=None, wilcoxon_p=None)
     if n >= 2 and out["std"] > 0:
         from scipy import stats
         t_stat = out["mean"] / (out["std"] / math.sqrt(n))
         crit = float(stats.t.ppf(0.975, n - 1))
-        out.update(t=t_stat, t_critical_95=crit, significant=bool(abs(t_stat) > crit))
-    else:
-        out.update(t=None, t_critical_95=None, significant=None)   # undecidable from < 2 seeds / no spread
+        out.update(t=t_stat, t_critical_95=crit, p_t=float(2 * stats.t.sf(abs(t_stat), n - 1)),
+                   significant=bool(abs(t_stat) > crit))
+    if n >= 2 and any(d != 0 for d in diffs):
+        from scipy import stats
+        out["wilcoxon_p"] = float(stats.wilcoxon(diffs, zero_method="zsplit", method="exact").pvalue)
     return out
 
 
@@ -148,21 +201,27 @@ def _cell(s: dict[str, float]) -> str:
 
 def format_tables(result: dict[str, Any]) -> str:
     ts = result["timesteps"]
+    st = result["setting"]
     width = max(len(m["label"]) for m in result["methods"]) + 2
-    head = f"{'method':<{width}}{'ANN':>16}" + "".join(f"{'T=' + str(t):>16}" for t in ts)
-    lines = [f"digits_cnn on digits, {result['epochs']} epochs, seeds {result['seeds']}, "
-             f"{result['test_samples']} test images; "
-             "top-1 % (mean ± std over seeds)", f"machine: {describe_machine(result['machine'])}"]
+    head = f"{'method':<{width}}{'n':>3}{'ANN':>16}" + "".join(f"{'T=' + str(t):>16}" for t in ts)
+    lines = [f"digits_cnn (width {st['width']}) on {st['dataset']}, {st['epochs']} epochs, "
+             f"{st['train_subset'] or 'all'} training images (10 % validation), {st['test_limit'] or 'all'} test "
+             "images; top-1 % (mean ± std over the seeds done, n)",
+             f"runs done: {result['runs_done']} of {result['runs_planned']}; "
+             f"machine: {describe_machine(result['machine'])}"]
     for kind, title in (("float_snn", "float SNN"), ("int_snn", "integer SNN (one export per T, proven for T steps)")):
         lines += ["", title, head]
         for m in result["methods"]:
-            s = m["summary"]
-            lines.append(f"{m['label']:<{width}}{_cell(s['ann']):>16}" + "".join(f"{_cell(s[kind][str(t)]):>16}"
-                                                                                 for t in ts))
+            s = m.get("summary")
+            if s is None:
+                lines.append(f"{m['label']:<{width}}{0:>3}  (no run done yet)")
+                continue
+            lines.append(f"{m['label']:<{width}}{s['ann']['n']:>3}{_cell(s['ann']):>16}"
+                         + "".join(f"{_cell(s[kind][str(t)]):>16}" for t in ts))
     if result["comparisons"]:
-        lines += ["", f"paired difference vs {BASELINE} (same seed), percentage points, mean ± std; "
-                      "* = significant (paired t-test, 95 %)"]
-        lines.append(f"{'method':<{width}}{'':>10}" + "".join(f"{'T=' + str(t):>18}" for t in ts))
+        lines += ["", f"paired difference vs {BASELINE} (same seed), percentage points, mean ± std (n seeds); "
+                      "* = paired t-test p < 0.05; [p] = paired t-test p"]
+        lines.append(f"{'method':<{width}}{'':>6}" + "".join(f"{'T=' + str(t):>24}" for t in ts))
         for key, comp in result["comparisons"].items():
             label = next(m["label"] for m in result["methods"] if m["key"] == key)
             for kind in ("float_snn", "int_snn"):
@@ -170,81 +229,105 @@ def format_tables(result: dict[str, Any]) -> str:
                 for t in ts:
                     c = comp[kind][str(t)]
                     mark = "*" if c["significant"] else " "
-                    cells.append(f"{100 * c['mean']:+7.2f} ± {100 * c['std']:4.2f}{mark}")
-                lines.append(f"{label:<{width}}{kind.split('_')[0]:>10}" + "".join(f"{c:>18}" for c in cells))
+                    p = "  –  " if c["p_t"] is None else f"{c['p_t']:.3f}"
+                    cells.append(f"{100 * c['mean']:+6.2f} ± {100 * c['std']:4.2f}{mark}[{p}]")
+                lines.append(f"{label:<{width}}{kind.split('_')[0]:>6}" + "".join(f"{c:>24}" for c in cells))
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--dataset", choices=tuple(SETTINGS), default="fashion-mnist")
     ap.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds 0..N-1 per method")
-    ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="the same budget for every method")
-    ap.add_argument("--methods", default=None, help="comma-separated keys: " + ", ".join(m.key for m in METHODS))
-    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                    help="torch CPU threads (0: torch's default); 1 is robust on a shared machine")
-    ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images (default: all)")
+    ap.add_argument("--epochs", type=int, default=None, help="the same budget for every method [per data set]")
+    ap.add_argument("--width", type=float, default=None, help="channel multiplier [per data set]")
+    ap.add_argument("--train-subset", type=int, default=None, help="first N training images, 0 = all [per data set]")
+    ap.add_argument("--test-limit", type=int, default=None, help="first N test images, 0 = all [per data set]")
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help="comma-separated keys: " + ", ".join(m.key for m in METHODS))
+    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads (recorded per run)")
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="train at most N epochs in this call, then print what is done and exit (a slice)")
+    ap.add_argument("--summary-only", action="store_true", help="train nothing; tabulate the runs done")
     ap.add_argument("--quick", action="store_true",
-                    help=f"1 seed, 2 epochs, methods {', '.join(QUICK_METHODS)}, {QUICK_LIMIT} test images "
-                         "(overrides the options above)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output, rewritten atomically after every run")
+                    help=f"digits, 1 seed, 2 epochs, width 0.5, methods {', '.join(QUICK_METHODS)}, {QUICK_LIMIT} "
+                         "test images, in --out (overrides the options above)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (one sub-folder per run)")
     args = ap.parse_args(argv)
     keys = [m.key for m in METHODS]
-    chosen = QUICK_METHODS if args.quick else (args.methods.split(",") if args.methods else keys)
+    if args.quick:
+        args.dataset, args.methods, args.seeds = "digits", ",".join(QUICK_METHODS), 1
+    chosen = [k.strip() for k in args.methods.split(",") if k.strip()]
     unknown = [k for k in chosen if k not in keys]
     if unknown:
         ap.error(f"unknown methods {unknown}; allowed: {', '.join(keys)}")
-    seeds, epochs, limit = (1, 2, QUICK_LIMIT) if args.quick else (args.seeds, args.epochs, args.limit)
-    if seeds < 1 or epochs < 1 or (limit is not None and limit < 1):
-        ap.error("--seeds, --epochs and --limit must be ≥ 1")
-    methods = [m for m in METHODS if m.key in chosen]
+    setting = {**SETTINGS[args.dataset], "dataset": args.dataset, "threads": args.threads}
+    for name in ("epochs", "width", "train_subset", "test_limit"):
+        if getattr(args, name) is not None:
+            setting[name] = getattr(args, name)
+    if args.quick:
+        setting.update(epochs=2, width=0.5, train_subset=0, test_limit=QUICK_LIMIT)
+    if args.seeds < 1 or setting["epochs"] < 1 or setting["test_limit"] < 0 or setting["train_subset"] < 0:
+        ap.error("--seeds and --epochs must be ≥ 1, --train-subset and --test-limit ≥ 0")
+    methods = [next(m for m in METHODS if m.key == key) for key in dict.fromkeys(chosen)]   # in the given order
     import torch
     threads_before = torch.get_num_threads()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)   # the SNN evaluation too (training pins it in fit)
     try:
-        return _run(args, methods, seeds, epochs, limit)
+        return _run(args, methods, setting)
     finally:
         torch.set_num_threads(threads_before)   # main() may run inside a test session
 
 
-def _run(args: argparse.Namespace, methods: list[Method], seeds: int, epochs: int, limit: int | None) -> dict[str, Any]:
+def _run(args: argparse.Namespace, methods: list[Method], setting: dict[str, Any]) -> dict[str, Any]:
     from slipsnn.toolchain.files import atomic_write_json
-    from slipsnn.toolchain.data.loaders import load_pixels
 
+    folder = args.out / setting["dataset"]
     result: dict[str, Any] = {
-        "benchmark": "methods", "dataset": "digits", "arch": "digits_cnn", "epochs": epochs,
-        "seeds": list(range(seeds)), "timesteps": list(TIMESTEPS), "quick": bool(args.quick),
-        "test_samples": len(load_pixels("digits", "test", limit=limit)[1]),
+        "benchmark": "methods", "setting": setting, "arch": "digits_cnn", "seeds": list(range(args.seeds)),
+        "timesteps": list(TIMESTEPS), "quick": bool(args.quick),
         "integer_export": "one quantize() per T with QuantConfig(timesteps=T, max_timesteps=T), run for T steps",
         "std": "sample standard deviation over seeds (ddof=1); 0 for one seed",
-        "threads": torch_threads(), "machine": machine_info(), "methods": [], "comparisons": {}, "finished": False}
-    start = time.perf_counter()
-    for method in methods:
-        entry = {**asdict(method), "runs": []}
-        result["methods"].append(entry)
-        for seed in range(seeds):
-            run = run_one(method, seed, epochs, TIMESTEPS, limit)
-            entry["runs"].append(run)
-            entry["summary"] = summarize(entry["runs"], TIMESTEPS)
+        "selection": "epoch of the best validation accuracy (10 % of the training images); test scored once",
+        "machine": machine_info(), "methods": [], "comparisons": {}, "runs_planned": len(methods) * args.seeds}
+    start, stopped = time.perf_counter(), False
+    for seed in range(args.seeds):           # seed-major: every method gets seed 0 before any gets seed 1
+        for method in methods:
+            if stopped or args.summary_only:
+                break
+            run = run_one(method, seed, setting, folder / f"{method.key}_s{seed}", TIMESTEPS, args.stop_after)
+            if run is None:
+                stopped = True   # --stop-after reached inside this run; its resume.pt holds the progress
+                print(f"{method.key} seed {seed}: stopped after --stop-after epochs; run again to continue",
+                      file=sys.stderr, flush=True)
+                break
             print(f"[{time.perf_counter() - start:7.1f} s] {method.label:<22} seed {seed}: ANN {100 * run['ann']:.2f} "
-                  f"| float " + " ".join(f"{100 * v:.1f}" for v in run["float_snn"].values())
+                  "| float " + " ".join(f"{100 * v:.1f}" for v in run["float_snn"].values())
                   + " | int " + " ".join(f"{100 * v:.1f}" for v in run["int_snn"].values())
-                  + f" | train {run['train_s']:.0f} s, eval {run['eval_s']:.0f} s", file=sys.stderr, flush=True)
-            result["wall_s"] = time.perf_counter() - start
-            atomic_write_json(args.out, result)
-    base = next((m for m in result["methods"] if m["key"] == BASELINE), None)
+                  + f" | train {run['train_s_total']:.0f} s, eval {run['eval_s']:.0f} s", file=sys.stderr, flush=True)
+    for method in methods:
+        entry: dict[str, Any] = {**asdict(method), "runs": []}
+        for seed in range(args.seeds):
+            path = folder / f"{method.key}_s{seed}" / "results.json"
+            if path.is_file():
+                entry["runs"].append(json.loads(path.read_text()))
+        if entry["runs"]:
+            entry["summary"] = summarize(entry["runs"], TIMESTEPS)
+            entry["wall_s_per_run"] = mean_std([r["train_s_total"] + r["eval_s"] for r in entry["runs"]])
+        result["methods"].append(entry)
+    result["runs_done"] = sum(len(m["runs"]) for m in result["methods"])
+    base = next((m for m in result["methods"] if m["key"] == BASELINE and m["runs"]), None)
     if base is not None:
         for m in result["methods"]:
-            if m["activation"] == "slip":
+            if m["activation"] == "slip" and m["runs"]:
                 result["comparisons"][m["key"]] = {kind: {str(t): paired(m["runs"], base["runs"], kind, t)
                                                           for t in TIMESTEPS} for kind in ("float_snn", "int_snn")}
-    result["wall_s"] = time.perf_counter() - start
-    result["load_average_after"] = machine_info().get("load_average_1_5_15min")
-    result["finished"] = True
+    result["wall_s_this_call"] = time.perf_counter() - start
+    result["finished"] = result["runs_done"] == result["runs_planned"]
     print(format_tables(result))
-    atomic_write_json(args.out, result)
-    print(f"\nwall time {result['wall_s']:.0f} s; wrote {args.out}")
+    atomic_write_json(folder / "summary.json", result)
+    print(f"\nthis call {result['wall_s_this_call']:.0f} s; wrote {folder / 'summary.json'}")
     return result
 
 

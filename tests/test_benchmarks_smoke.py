@@ -61,8 +61,9 @@ def test_cifar_resumes_an_interrupted_run_and_skips_finished_ones(tmp_path: Path
     first = cifar.main(args + ["--stop-after", "1"])
     assert first["runs"]["resnet20_qcfs"] == {"finished": False}
     saved = torch.load(run / "resume.pt", weights_only=True)
-    assert saved["epoch"] == 1 and len(saved["history"]) == 1 and not (run / "results.json").exists()
-    assert "stopping after 1 epoch" in capsys.readouterr().err
+    assert saved["state"]["epoch"] == 1 and len(saved["state"]["history"]) == 1
+    assert not (run / "results.json").exists()
+    assert "stopping after epoch 1/2" in capsys.readouterr().err
 
     second = cifar.main(args)
     assert "resuming resnet20_qcfs at epoch 2/2" in capsys.readouterr().err
@@ -78,20 +79,45 @@ def test_cifar_resumes_an_interrupted_run_and_skips_finished_ones(tmp_path: Path
 
 
 def test_methods_quick_writes_the_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "methods.json"
-    result = _script("methods").main(["--quick", "--out", str(out)])
+    methods = _script("methods")
+    result = methods.main(["--quick", "--out", str(tmp_path)])
     text = capsys.readouterr().out
     assert "float SNN" in text and "integer SNN" in text and "paired difference vs qcfs" in text
-    assert text.count("QCFS (a=0, δ₂=0.5)") == 2 and "T=8" in text
-    doc = json.loads(out.read_text())
+    assert text.count("QCFS (a=0, δ₂=0.5)") == 2 and "T=8" in text and "runs done: 2 of 2" in text
+    doc = json.loads((tmp_path / "digits" / "summary.json").read_text())
     assert doc == json.loads(json.dumps(result)) and doc["finished"] is True
-    assert (doc["epochs"], doc["seeds"], doc["timesteps"], doc["test_samples"]) == (2, [0], [1, 2, 4, 8], 150)
+    assert (doc["setting"]["epochs"], doc["seeds"], doc["timesteps"]) == (2, [0], [1, 2, 4, 8])
     assert [m["key"] for m in doc["methods"]] == ["qcfs", "slip_a0.5"]
     for m in doc["methods"]:
         (run,) = m["runs"]
-        assert _fraction(run["ann"]) and run["ann"] > 0.5
+        assert run["test_samples"] == 150 and run["selected_by"] == "validation"
+        assert _fraction(run["ann"]) and run["ann"] > 0.5 and run["train_s_total"] > 0
         for kind in ("float_snn", "int_snn"):
             assert set(run[kind]) == {"1", "2", "4", "8"} and all(_fraction(v) for v in run[kind].values())
             assert m["summary"][kind]["8"] == {"mean": run[kind]["8"], "std": 0.0, "n": 1}
     comp = doc["comparisons"]["slip_a0.5"]["float_snn"]["4"]
     assert comp["n"] == 1 and comp["significant"] is None   # one seed decides nothing
+    # a second call finds both results.json files and trains nothing
+    again = methods.main(["--quick", "--out", str(tmp_path)])
+    assert [m["runs"] for m in again["methods"]] == [m["runs"] for m in doc["methods"]]
+    assert "seed 0: ANN" in capsys.readouterr().err
+    # killed after training, before results.json: the finished model.pt is evaluated, not retrained
+    run_dir = tmp_path / "digits" / "qcfs_s0"
+    stamp = (run_dir / "model.pt").stat().st_mtime_ns
+    (run_dir / "results.json").unlink()
+    third = methods.main(["--quick", "--out", str(tmp_path), "--methods", "qcfs"])
+    assert (run_dir / "model.pt").stat().st_mtime_ns == stamp
+    timing = ("train_s_this_call", "eval_s", "machine")
+    assert {k: v for k, v in third["methods"][0]["runs"][0].items() if k not in timing} \
+        == {k: v for k, v in doc["methods"][0]["runs"][0].items() if k not in timing}
+
+
+def test_paired_statistics_match_scipy() -> None:
+    from scipy import stats
+    methods = _script("methods")
+    a = [{"seed": s, "int_snn": {"1": v}} for s, v in enumerate([0.80, 0.83, 0.81])]
+    b = [{"seed": s, "int_snn": {"1": v}} for s, v in enumerate([0.78, 0.80, 0.80])]
+    c = methods.paired(a, b, "int_snn", 1)
+    ref = stats.ttest_rel([0.80, 0.83, 0.81], [0.78, 0.80, 0.80])
+    assert c["n"] == 3 and abs(c["mean"] - 0.02) < 1e-12 and abs(c["p_t"] - ref.pvalue) < 1e-12
+    assert c["significant"] is bool(ref.pvalue < 0.05) is False and c["wilcoxon_p"] == 0.25   # the smallest p with 3 seeds

@@ -169,7 +169,7 @@ def decoded_rgb(path: Path) -> np.ndarray:
 
 
 def test_registry_and_unknown_name() -> None:
-    assert set(DATASETS) == {"digits", "mnist", "cifar10", "cifar100", "tiny-imagenet"}
+    assert set(DATASETS) == {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet"}
     for name, info in DATASETS.items():
         assert dataset_info(name) is info and info.name == name
         assert len(info.mean) == len(info.std) == info.input_shape[0]
@@ -239,6 +239,35 @@ def test_mnist_reads_idx_exactly(tmp_path: Path, gz: bool, subdir: str) -> None:
     item, label = load_dataset("mnist", "test", root=str(tmp_path))[2]
     assert_equal_uint8(item, written["test"][0][2][None])
     assert label == written["test"][1][2]
+
+
+@pytest.mark.parametrize("subdir", ["", "fashion-mnist", "FashionMNIST/raw"])
+def test_fashion_mnist_reads_the_official_idx_files(tmp_path: Path, subdir: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    written = write_mnist(tmp_path / subdir, gz=True, n_train=7, n_test=3)
+    monkeypatch.setenv("SLIPSNN_DATA", str(tmp_path))
+    for split, (images, labels) in written.items():
+        x, y = load_tensors("fashion-mnist", split)   # root from $SLIPSNN_DATA
+        assert x.shape == (len(images), 1, 28, 28)
+        assert_8bit(x)
+        assert_equal_uint8(x, images[:, None])
+        assert (y.numpy() == labels).all()
+    assert dataset_info("fashion-mnist").input_shape == (1, 28, 28)
+
+
+def test_fashion_mnist_defaults_to_the_debian_folder_and_names_the_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from slipsnn.toolchain.data import loaders
+    monkeypatch.delenv("SLIPSNN_DATA", raising=False)
+    assert loaders.default_root("fashion-mnist") == Path("/usr/share/datasets/fashion-mnist")
+    assert loaders.default_root("mnist") == Path("data")
+    monkeypatch.setattr(loaders, "FASHION_MNIST_DEBIAN", tmp_path / "absent")
+    with pytest.raises(DataError) as err:
+        load_tensors("fashion-mnist", "train")
+    msg = str(err.value)
+    assert "apt-get install dataset-fashion-mnist" in msg and "t10k-images-idx3-ubyte" in msg, msg
+    write_mnist(tmp_path / "absent", n_train=2, n_test=2)
+    assert len(load_tensors("fashion-mnist", "test")[1]) == 2
 
 
 def test_mnist_limit_takes_the_first_samples(tmp_path: Path) -> None:

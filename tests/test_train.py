@@ -17,7 +17,7 @@ from slipsnn.toolchain.errors import ModelError, SlipsnnError
 from slipsnn.toolchain.convert.lower import lower
 from slipsnn.toolchain.backends.simulator import simulate_float
 from slipsnn.toolchain.ann.calibration import calibrate_thresholds
-from slipsnn.toolchain.ann.training import TrainConfig, TrainResult, train
+from slipsnn.toolchain.ann.training import TrainConfig, TrainResult, fit, split_indices, train
 from slipsnn.toolchain.pipeline import snn_accuracies
 
 
@@ -28,12 +28,23 @@ def _train(out_dir: Path | None, epochs: int = 2, **overrides: object) -> TrainR
     return train(cfg, progress=False)
 
 
+def _no_times(metrics: dict) -> dict:
+    """Metrics without the wall times (``seconds`` of the run and of every epoch)."""
+    return {k: v for k, v in metrics.items() if k != "seconds"} | {
+        "history": [{k: v for k, v in h.items() if k != "seconds"} for h in metrics["history"]]}
+
+
 def test_training_writes_a_checkpoint_that_rebuilds_the_model_bit_for_bit(tmp_path: Path) -> None:
     res = _train(tmp_path)
     assert res.checkpoint == tmp_path / "model.pt" and res.checkpoint.is_file()
     m = res.metrics
     assert m["epochs"] == 2 and len(m["history"]) == 2 and m["finished"] is True
-    assert m["ann_accuracy"] == max(h["test_accuracy"] for h in m["history"]) > 0.5
+    assert m["selected_by"] == "validation" and m["val_size"] == 135 and m["train_size"] == 1212  # 10 % of 1347
+    assert m["val_accuracy"] == max(h["val_accuracy"] for h in m["history"])
+    val = [h["val_accuracy"] for h in m["history"]]
+    assert m["best_epoch"] == len(val) - val[::-1].index(m["val_accuracy"]), "ties go to the later epoch"
+    assert "test_accuracy" not in m["history"][0], "the test split is not looked at while training"
+    assert m["ann_accuracy"] == m["test_accuracy"] > 0.5 and m["threads"] == 1
     assert m["history"][0]["lr"] == 0.1 and m["history"][1]["lr"] == pytest.approx(0.05)  # cosine, T_max = 2
     ckpt = load_checkpoint(res.checkpoint)
     assert (ckpt.preset, ckpt.dataset, ckpt.act, ckpt.model_cfg) == ("slip", "digits", res.act, res.model_cfg)
@@ -62,7 +73,7 @@ def test_checkpoint_is_weights_only_and_plain(tmp_path: Path) -> None:
 
 def test_same_seed_gives_identical_runs_and_another_seed_does_not(tmp_path: Path) -> None:
     a, b, c = _train(None, 1, seed=3), _train(None, 1, seed=3), _train(None, 1, seed=4)
-    strip = lambda m: {k: v for k, v in m.items() if k != "seconds"}  # noqa: E731
+    strip = _no_times
     assert strip(a.metrics) == strip(b.metrics)
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
     assert a.metrics["history"][0]["loss"] != c.metrics["history"][0]["loss"]
@@ -226,3 +237,92 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
             atomic_write(path, partial_then(exc))
         assert path.read_text().startswith('{\n  "b": 1')
         assert sorted(p.name for p in path.parent.iterdir()) == ["x.json"], "temporary file removed"
+
+
+def test_validation_split_is_seeded_disjoint_and_the_same_for_every_training_seed() -> None:
+    tr, va = split_indices(1347, 0.1, seed=0)
+    assert len(va) == 135 and len(tr) == 1212 and not set(tr) & set(va) and sorted(tr + va) == list(range(1347))
+    assert split_indices(1347, 0.1, seed=0) == (tr, va) and split_indices(1347, 0.1, seed=1)[1] != va
+    assert split_indices(10, 0.0) == (list(range(10)), [])
+    with pytest.raises(SlipsnnError, match="val_fraction=1.0"):
+        split_indices(10, 1.0)
+    with pytest.raises(SlipsnnError, match="empty split"):
+        split_indices(3, 0.1)
+    a, b = _train(None, 1, seed=0), _train(None, 1, seed=5)
+    assert a.metrics["val_size"] == b.metrics["val_size"] == 135
+
+
+def test_no_validation_keeps_the_last_epoch() -> None:
+    res = _train(None, 2, val_fraction=0.0)
+    m = res.metrics
+    assert (m["selected_by"], m["best_epoch"], m["val_accuracy"], m["train_size"]) == ("last_epoch", 2, None, 1347)
+
+
+def test_stop_after_and_resume_equal_an_uninterrupted_run(tmp_path: Path) -> None:
+    whole = _train(tmp_path / "whole", 3)
+    cfg = TrainConfig.for_dataset("digits", device="cpu", epochs=3, width=0.25, out_dir=str(tmp_path / "parts"))
+    first = train(cfg, progress=False, stop_after=2)
+    assert first.metrics["finished"] is False and first.metrics["epochs"] == 2 and first.checkpoint is None
+    assert (tmp_path / "parts" / "resume.pt").is_file() and not (tmp_path / "parts" / "model.pt").exists()
+    assert first.metrics["test_accuracy"] is None, "an unfinished run does not score the test split"
+    rest = train(cfg, progress=False, resume=True)
+    assert not (tmp_path / "parts" / "resume.pt").exists(), "resume.pt is removed when training finishes"
+    strip = _no_times
+    assert strip(rest.metrics) == strip(whole.metrics)
+    assert all(torch.equal(v, whole.model.state_dict()[k]) for k, v in rest.model.state_dict().items())
+    other = TrainConfig.for_dataset("digits", device="cpu", epochs=3, width=0.25, lr=0.2,
+                                    out_dir=str(tmp_path / "parts"))
+    train(cfg, progress=False, stop_after=1)
+    with pytest.raises(SlipsnnError, match="resume file of another run"):
+        train(other, progress=False, resume=True)
+
+
+def test_results_do_not_depend_on_the_callers_thread_count() -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = _train(None, 2)
+        torch.set_num_threads(1)
+        one = _train(None, 2)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
+    strip = _no_times
+    assert strip(one.metrics) == strip(two.metrics) and one.metrics["threads"] == 1
+    assert all(torch.equal(v, two.model.state_dict()[k]) for k, v in one.model.state_dict().items())
+
+
+def test_fit_trains_a_users_model_from_a_dataloader() -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+    x, y = load_tensors("digits", "train")
+    xt, yt = load_tensors("digits", "test")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    res = fit(model, loader, epochs=3, lr=0.05, test_data=TensorDataset(xt, yt), progress=False)
+    m = res.metrics
+    assert m["selected_by"] == "validation" and (m["train_size"], m["val_size"]) == (1212, 135)
+    assert len(m["history"]) == 3 and m["test_accuracy"] > 0.8 and res.model_cfg is None
+    with torch.no_grad():
+        acc = float((res.model(xt).argmax(1) == yt).float().mean())
+    assert acc == pytest.approx(m["test_accuracy"])
+    with pytest.raises(SlipsnnError, match="divisible|stop_after"):
+        fit(model, loader, epochs=1, stop_after=0, progress=False)
+
+
+def test_cli_stop_after_then_resume_records_the_options(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from slipsnn.toolchain import cli
+    args = ["--dataset", "digits", "--epochs", "2", "--width", "0.25", "--quiet", "--out", str(tmp_path),
+            "--val-fraction", "0.2", "--threads", "1"]
+    first = CliRunner().invoke(cli.train, args + ["--stop-after", "1"], catch_exceptions=False)
+    assert first.exit_code == 0 and "stopped after epoch 1 of 2; continue with --resume" in first.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resume.pt"]
+    second = CliRunner().invoke(cli.train, args + ["--resume"], catch_exceptions=False)
+    assert second.exit_code == 0 and "chosen by validation" in second.output, second.output
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert (m["epochs"], m["val_size"], m["threads"], m["selected_by"]) == (2, 269, 1, "validation")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "model.pt"]

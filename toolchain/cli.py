@@ -103,20 +103,35 @@ _data_root = click.option("--data-root", type=click.Path(file_okay=False, path_t
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for model.pt and metrics.json [default: runs/<dataset>].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Share of the train split held out to select the epoch (0: keep the last one).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads [default: 1 on the CPU; the thread count changes the results].")
+@click.option("--resume", is_flag=True, help="Continue from OUT/resume.pt (written after every epoch).")
+@click.option("--stop-after", type=click.IntRange(min=1), default=None,
+              help="Train at most N epochs in this call (run again with --resume to continue).")
 def train(dataset: str, activation: str, a: float | None, L: int | None, delta1: float | None,
           delta2: float | None, a_learnable: bool | None, theta0: float | None, arch: str | None, epochs: int | None, lr: float | None,
           batch_size: int | None, seed: int, width: float | None, device: str, data_root: Path | None,
-          out: Path | None, quiet: bool, debug: bool) -> None:
+          out: Path | None, quiet: bool, val_fraction: float, threads: int | None, resume: bool,
+          stop_after: int | None, debug: bool) -> None:
     """Train a SlipReLU (or QCFS / clip / ReLU) ANN and evaluate its converted SNN at T = 1, 2, 4, 8."""
     from .pipeline import train_and_evaluate
-    from .ann.training import TrainConfig
+    from .ann.training import TrainConfig, is_main_process
     out = out or Path("runs") / dataset
     cfg = TrainConfig.for_dataset(dataset, activation=activation, a=a, L=L, delta1=delta1, delta2=delta2,
                                   a_learnable=a_learnable, theta_init=theta0, arch=arch, epochs=epochs, lr=lr, batch_size=batch_size,
                                   seed=seed, width=width, device=device,
-                                  data_root=str(data_root) if data_root else None, out_dir=str(out))
-    metrics = train_and_evaluate(cfg, progress=not quiet)
-    click.echo(f"ANN accuracy: {100 * metrics['ann_accuracy']:.2f} %")
+                                  data_root=str(data_root) if data_root else None, out_dir=str(out),
+                                  val_fraction=val_fraction, threads=threads)
+    metrics = train_and_evaluate(cfg, progress=not quiet, resume=resume, stop_after=stop_after)
+    if not is_main_process():
+        return
+    if not metrics["finished"]:
+        click.echo(f"stopped after epoch {metrics['epochs']} of {cfg.epochs}; continue with --resume")
+        return
+    click.echo(f"ANN accuracy: {100 * metrics['ann_accuracy']:.2f} % (test split; epoch {metrics['best_epoch']}"
+               f" chosen by {metrics['selected_by'].replace('_', ' ')})")
     click.echo("SNN accuracy: " + ", ".join(f"T={t}: {100 * acc:.2f} %" for t, acc in metrics["snn_accuracy"].items()))
     click.echo(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}")
 

@@ -42,13 +42,16 @@ if TYPE_CHECKING:
 
 
 def train_and_evaluate(cfg: "TrainConfig", progress: bool = True,
-                       timesteps: Sequence[int] = (1, 2, 4, 8)) -> dict:
+                       timesteps: Sequence[int] = (1, 2, 4, 8), *, resume: bool = False,
+                       stop_after: int | None = None) -> dict:
     """Train, evaluate the converted float SNN on the test split, and write ``metrics.json``.
 
     Args:
         cfg: the training configuration; with ``cfg.out_dir`` the checkpoint and metrics are written there.
         progress: show the training progress bar.
         timesteps: the T at which the converted SNN is evaluated.
+        resume, stop_after: as in ``training.train``; an unfinished call evaluates nothing and writes
+            no ``metrics.json``. Under torchrun only rank 0 evaluates and writes.
 
     Returns:
         ``{"ann_accuracy": acc, "snn_accuracy": {"1": acc, …}, …}`` (fractions of 1, test split, without
@@ -61,8 +64,9 @@ def train_and_evaluate(cfg: "TrainConfig", progress: bool = True,
                      y: torch.Tensor) -> dict[int, float]:
         return snn_accuracies(model, model_cfg, thetas, x, y, timesteps, device=cfg.device)
 
-    metrics = {k: v for k, v in train(cfg, progress, evaluate_snn=evaluate_snn).metrics.items() if k != "history"}
-    if cfg.out_dir:
+    res = train(cfg, progress, evaluate_snn=evaluate_snn, resume=resume, stop_after=stop_after)
+    metrics = {k: v for k, v in res.metrics.items() if k != "history"}
+    if cfg.out_dir and res.is_main and metrics["finished"]:
         atomic_write_json(Path(cfg.out_dir) / "metrics.json", metrics)
     return metrics
 

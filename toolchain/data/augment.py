@@ -92,6 +92,7 @@ def _identity(image: Tensor) -> Tensor:
 _RECIPES: dict[str, Callable[[], Transform]] = {
     "digits": lambda: _identity,
     "mnist": _mnist,
+    "fashion-mnist": _mnist,   # the same 2-pixel shifts; no flip, so one recipe for both 28×28 sets
     "cifar10": _cifar10,
     "cifar100": _cifar100,
     "tiny-imagenet": _tiny_imagenet,

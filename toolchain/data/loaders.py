@@ -30,11 +30,17 @@ from ..errors import DataError
 
 SPLITS = ("train", "test")
 DATA_ENV = "SLIPSNN_DATA"  # environment variable with the default data root; else ./data
+#: where Debian's ``dataset-fashion-mnist`` package puts the four official files (``dpkg -L dataset-fashion-mnist``)
+FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
 
 _LAYOUTS: dict[str, str] = {
     "mnist": "{root} (or {root}/mnist, {root}/MNIST/raw) holding train-images-idx3-ubyte, train-labels-idx1-ubyte,"
     " t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each optionally .gz (http://yann.lecun.com/exdb/mnist/)",
+    "fashion-mnist": "{root} (or {root}/fashion-mnist, {root}/FashionMNIST/raw) holding the four official idx"
+    " files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte,"
+    " each optionally .gz; on Debian/Ubuntu `apt-get install dataset-fashion-mnist` puts them in"
+    f" {FASHION_MNIST_DEBIAN}, the default root",
     "cifar10": "{root}/cifar-10-batches-py/data_batch_1..5 and test_batch (the official 'python version' from"
     " https://www.cs.toronto.edu/~kriz/cifar.html)",
     "cifar100": "{root}/cifar-100-python/train and test (the official 'python version' from"
@@ -154,11 +160,21 @@ def _digits(root: Path, split: str) -> ImageDataset:
     return _checked(images, labels, DATASETS["digits"], "sklearn load_digits")
 
 
-def _mnist(root: Path, split: str) -> ImageDataset:
+def _idx_pair(root: Path, name: str, subdirs: tuple[str, ...], split: str) -> ImageDataset:
+    """The official idx image/label pair of an MNIST-format data set (``t10k`` is ``test``)."""
     names = [f"{'train' if split == 'train' else 't10k'}-{kind}" for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
-    image_path, label_path = _find_files(root, "mnist", ("", "mnist", "MNIST/raw"), names, gz=True)
+    image_path, label_path = _find_files(root, name, subdirs, names, gz=True)
     images = _read_idx(image_path, 2051, 3)[:, None]
-    return _checked(images, _read_idx(label_path, 2049, 1), DATASETS["mnist"], image_path)
+    return _checked(images, _read_idx(label_path, 2049, 1), DATASETS[name], image_path)
+
+
+def _mnist(root: Path, split: str) -> ImageDataset:
+    return _idx_pair(root, "mnist", ("", "mnist", "MNIST/raw"), split)
+
+
+def _fashion_mnist(root: Path, split: str) -> ImageDataset:
+    """Zalando's Fashion-MNIST: the MNIST idx format, 28×28 grey clothing images, 10 classes."""
+    return _idx_pair(root, "fashion-mnist", ("", "fashion-mnist", "FashionMNIST/raw"), split)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -248,7 +264,8 @@ def _tiny_imagenet(root: Path, split: str) -> ImageDataset:
 
 
 _LOADERS: dict[str, Callable[[Path, str], ImageDataset]] = {
-    "digits": _digits, "mnist": _mnist, "cifar10": _cifar10, "cifar100": _cifar100, "tiny-imagenet": _tiny_imagenet,
+    "digits": _digits, "mnist": _mnist, "fashion-mnist": _fashion_mnist, "cifar10": _cifar10, "cifar100": _cifar100,
+    "tiny-imagenet": _tiny_imagenet,
 }
 
 
@@ -256,8 +273,17 @@ def _open(name: str, split: str, root: str | Path | None) -> ImageDataset:
     dataset_info(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r} of {name}; allowed: {', '.join(SPLITS)}")
-    folder = Path(root if root is not None else os.environ.get(DATA_ENV, "data")).expanduser()
-    return _LOADERS[name](folder, split)
+    return _LOADERS[name](default_root(name, root), split)
+
+
+def default_root(name: str, root: str | Path | None = None) -> Path:
+    """The folder data set ``name`` is read from: ``root``, else ``$SLIPSNN_DATA``, else ``./data``.
+
+    Fashion-MNIST alone falls back to Debian's package folder (``FASHION_MNIST_DEBIAN``) instead of ``./data``.
+    """
+    if root is None and DATA_ENV not in os.environ and name == "fashion-mnist":
+        return FASHION_MNIST_DEBIAN
+    return Path(root if root is not None else os.environ.get(DATA_ENV, "data")).expanduser()
 
 
 def load_dataset(name: str, split: str, root: str | Path | None = None, augment: bool = False) -> ImageDataset:
@@ -267,7 +293,8 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, augment:
         name: A key of ``DATASETS``.
         split: ``"train"`` or ``"test"`` (Tiny-ImageNet's ``test`` is its official ``val`` folder).
         root: Folder holding the data set in its official layout (``docs/datasets.md``); default
-            ``$SLIPSNN_DATA``, else ``./data``. Ignored by ``digits`` (bundled with scikit-learn).
+            ``$SLIPSNN_DATA``, else ``./data`` (Fashion-MNIST: else ``/usr/share/datasets/fashion-mnist``).
+            Ignored by ``digits`` (bundled with scikit-learn).
         augment: Apply the training augmentation of ``slipsnn.toolchain.data.augment`` (train split only;
             digits has none, so it is a no-op there).
 
