@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from slipsnn.toolchain.errors import FormatError, SlipsnnError
-from slipsnn.toolchain.files import atomic_write
+from slipsnn.toolchain.files import atomic_write, check_input, is_regular_file
 from slipsnn.toolchain.ir.activation import SlipParams
 from slipsnn.toolchain.ir.floating import FloatLayer, FloatSynapse, SpikingNetwork
 
@@ -33,6 +33,8 @@ HEADER = "header.npy"
 MAX_ELEMENTS = 2 ** 27      # all array elements of one file together (1 GiB of float64)
 MAX_HEADER = 2 ** 24        # bytes of the JSON header
 MAX_MEMBERS = 100_000
+
+MAX_FILE_BYTES = 2 ** 34   # 16 GiB: the largest model file read_float_network opens
 
 
 def _layer_doc(i: int, layer: FloatLayer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -85,6 +87,8 @@ def write_float_network(net: SpikingNetwork, path: str | Path) -> Path:
 
 def is_float_network(path: str | Path) -> bool:
     """True when ``path`` is a zip archive holding ``header.npy`` (a model file), without reading arrays."""
+    if not is_regular_file(path):   # the loader that follows names what it is instead
+        return False
     try:
         with zipfile.ZipFile(path) as z:
             return HEADER in z.namelist()
@@ -176,8 +180,7 @@ def read_float_network(path: str | Path) -> SpikingNetwork:
         >>> net = read_float_network("my.snn.npz")   # doctest: +SKIP
     """
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(f"{path}: no such model file")
+    check_input(path, MAX_FILE_BYTES, "model file")
     try:
         with zipfile.ZipFile(path) as z:
             if len(z.namelist()) > MAX_MEMBERS:

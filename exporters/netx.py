@@ -238,6 +238,30 @@ def _check_storage(ds: h5py.Dataset) -> None:
                           f"compressed datasets of at most {MAX_RATIO}× their stored size")
 
 
+def check_self_contained(g: h5py.Group, max_objects: int = 100_000) -> None:
+    """Walk a whole HDF5 file (or group) without following links out of it: refuse external links, virtual
+    datasets, external storage, unwritten datasets and decompression bombs anywhere in it.
+
+    For readers of files slipsnn did not write (``exporters.stock_netx``); slipsnn's own reader checks each
+    object it reads instead.
+    """
+    todo, seen = [g], 0
+    while todo:
+        group = todo.pop()
+        for key in group:
+            seen += 1
+            if seen > max_objects:
+                raise FormatError(f"{g.file.filename}: more than {max_objects} HDF5 objects")
+            _no_external_link(group, key)
+            if isinstance(group.get(key, getlink=True), h5py.SoftLink):
+                continue   # resolves inside this file: its target is visited where it lives
+            obj = group[key]
+            if isinstance(obj, h5py.Group):
+                todo.append(obj)
+            elif isinstance(obj, h5py.Dataset):
+                _check_storage(obj)
+
+
 def _dataset(g: h5py.Group, key: str, kinds: str, max_size: int = MAX_NEURONS, max_dim: int = MAX_DIM) -> Any:
     """The value of ``g[key]``, checked (present, stored in the file, dtype kind, declared shape) before it is read."""
     _no_external_link(g, key)

@@ -15,7 +15,9 @@ import h5py
 import numpy as np
 
 from slipsnn.toolchain.errors import FormatError
+from slipsnn.toolchain.files import check_input, is_regular_file
 from slipsnn.toolchain.ir.floating import FloatSynapse
+from slipsnn.exporters.netx import MAX_FILE_BYTES, check_self_contained
 from slipsnn.toolchain.ir.formats import SynapseKind
 
 STOCK_NEURONS = ("CUBA",)
@@ -77,6 +79,8 @@ def _text(value: Any) -> str:
 
 def is_stock_netx(path: str | Path) -> bool:
     """True when ``path`` is an HDF5 netx file whose neuron blocks are all stock CUBA (False otherwise)."""
+    if not is_regular_file(path):   # a FIFO would block h5py; the reader that follows names what it is
+        return False
     try:
         with h5py.File(path, "r") as h:
             layers = h.get("layer")
@@ -117,7 +121,9 @@ def describe_stock_netx(path: str | Path, input_shape: tuple[int, int, int] | No
     """
     path = Path(path)
     try:
+        check_input(path, MAX_FILE_BYTES, "netx file")
         with h5py.File(path, "r") as h:
+            check_self_contained(h)
             groups = [h["layer"][k] for k in sorted(h["layer"], key=int)]
             meta = h.get("slipsnn")
             shape_of = lambda g: tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1))  # noqa: E731

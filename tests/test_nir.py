@@ -111,7 +111,7 @@ def test_refuses_what_nir_cannot_express() -> None:
 
 
 def test_cli_exports_a_net_file_as_nir(tmp_path: Path) -> None:
-    net = file_chain_net()
+    net = hand_net()   # the file's claimed horizon must be provable: the reader proves it again
     write_netx(net, tmp_path / "m.net")
     res = CliRunner().invoke(cli.main, ["export", str(tmp_path / "m.net"), "--format", "nir", "--nir-variant",
                                         "portable", "-o", str(tmp_path / "m.nir")])

@@ -65,6 +65,14 @@ def check_input(path: str | os.PathLike, max_bytes: int, what: str = "file") -> 
     return int(st.st_size)
 
 
+def is_regular_file(path: str | os.PathLike) -> bool:
+    """True for an existing regular file (``stat`` only: a FIFO or a device is never opened)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def read_bytes(path: str | os.PathLike, max_bytes: int, what: str = "file") -> bytes:
     """The bytes of a regular file of at most ``max_bytes`` (``check_input``), read without following a swap.
 
