@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slipsnn.toolchain.ann.activations import slipify, preset_params, clamp_activations_
-from slipsnn.toolchain.convert.lower import lower
+from slipsnn.toolchain.conversion.lower import lower
 from slipsnn.toolchain.backends.simulator import simulate_float
 from slipsnn.toolchain.ann.models import Normalize
 from slipsnn.toolchain.data.loaders import load_tensors

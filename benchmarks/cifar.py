@@ -171,7 +171,7 @@ def evaluate_run(ckpt_path: Path, data_root: str | None, timesteps: Sequence[int
     from slipsnn.toolchain.ann.checkpoint import load_checkpoint
     from slipsnn.toolchain.data.loaders import load_pixels
     from slipsnn.toolchain.pipeline import convert_checkpoint
-    from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+    from slipsnn.toolchain.conversion.quantize import QuantConfig, quantize
     from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
     from slipsnn.toolchain.ann.training import evaluate_ann
 

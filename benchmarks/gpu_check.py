@@ -65,8 +65,8 @@ def _same(a: Any, b: Any) -> list[str]:
 def _resnet(arch: str, seed: int = 0):
     import torch
     from slipsnn.toolchain.ann.models import ModelConfig, build_model
-    from slipsnn.toolchain.convert.lower import lower
-    from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+    from slipsnn.toolchain.conversion.lower import lower
+    from slipsnn.toolchain.conversion.quantize import QuantConfig, quantize
     from slipsnn.toolchain.ir.activation import preset_params
     torch.manual_seed(seed)
     cfg = ModelConfig(arch, 10, (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))

@@ -113,8 +113,8 @@ def run_one(method: Method, seed: int, setting: dict[str, Any], run_dir: Path, t
     """
     from slipsnn.toolchain.ann.training import TrainConfig, train
     from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
-    from slipsnn.toolchain.convert.lower import lower
-    from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+    from slipsnn.toolchain.conversion.lower import lower
+    from slipsnn.toolchain.conversion.quantize import QuantConfig, quantize
     from slipsnn.toolchain.data.loaders import load_pixels
     from slipsnn.toolchain.files import atomic_write_json
 

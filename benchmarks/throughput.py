@@ -102,8 +102,8 @@ def network(name: str, checkpoint: Path | None, samples: int, seed: int = 0):
     """(torch model, lowered float SNN, integer network proven for T ≤ 8, pixels, labels or None, description)."""
     import torch
     from slipsnn.toolchain.ann.models import ModelConfig, build_model
-    from slipsnn.toolchain.convert.lower import lower
-    from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+    from slipsnn.toolchain.conversion.lower import lower
+    from slipsnn.toolchain.conversion.quantize import QuantConfig, quantize
     from slipsnn.toolchain.ir.activation import preset_params
     if name == "digits":
         from slipsnn.toolchain.ann.checkpoint import load_checkpoint

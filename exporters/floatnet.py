@@ -54,7 +54,7 @@ def write_float_network(net: SpikingNetwork, path: str | Path) -> Path:
     """Write ``net`` as a model file, atomically.
 
     Args:
-        net: the converted float network (``convert.lower.lower``); ``net.meta`` must be JSON-serialisable and
+        net: the converted float network (``conversion.lower.lower``); ``net.meta`` must be JSON-serialisable and
             should name the ``dataset`` the commands evaluate on.
         path: destination (conventionally ``*.snn.npz``).
 

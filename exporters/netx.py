@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from slipsnn.toolchain import __version__
-from slipsnn.toolchain.convert.overflow import prove_no_overflow
+from slipsnn.toolchain.conversion.overflow import prove_no_overflow
 from slipsnn.toolchain.files import atomic_write, check_input, check_output
 from slipsnn.toolchain.errors import FormatError, QuantizationError, SlipsnnError
 from slipsnn.toolchain.ir.formats import (BIAS_MAX, BIAS_MIN, FORMAT_VERSION, INPUT_BITS, STATE_SHIFT,
@@ -114,7 +114,7 @@ def _cuba_problems(layer: IntLayer) -> list[str]:
 _NEURON_WRITERS: dict[str, Callable[[IntLayer], Neuron]] = {NetxNeuron.IF_SOFT.value: _if_soft_neuron,
                                                             NetxNeuron.CUBA.value: _cuba_neuron}
 
-#: What each neuron kind's file can hold, as ``convert.quantize.QuantConfig`` options: a stock netx CUBA layer
+#: What each neuron kind's file can hold, as ``conversion.quantize.QuantConfig`` options: a stock netx CUBA layer
 #: has no dense weight exponent and a bias in weight units (netx fixes the bias exponent at 6).
 QUANT_LIMITS: dict[str, dict[str, object]] = {NetxNeuron.IF_SOFT.value: {},
                                               NetxNeuron.CUBA.value: {"dense_weight_exp": False,
@@ -485,7 +485,7 @@ def _printable(obj: Any, where: str) -> None:
 
 
 def read_proven_netx(path: str | Path) -> IntNetwork:
-    """``read_netx``, then the file's ``max_timesteps`` proven again with ``convert.overflow.prove_no_overflow``.
+    """``read_netx``, then the file's ``max_timesteps`` proven again with ``conversion.overflow.prove_no_overflow``.
 
     A file may claim any horizon; one whose claim is false would let a run clip membranes silently, so the
     commands that run a file (``pipeline.load_network``) read it through here.

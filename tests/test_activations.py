@@ -10,7 +10,7 @@ from torch import nn
 from slipsnn.toolchain.ir.activation import SlipParams, preset_params
 from slipsnn.toolchain.ann.activations import SlipReLU, clamp_activations_, slipify
 from slipsnn.toolchain.errors import ModelError
-from slipsnn.toolchain.convert.lower import lower
+from slipsnn.toolchain.conversion.lower import lower
 from slipsnn.toolchain.backends.simulator import simulate_float
 
 

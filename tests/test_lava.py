@@ -298,9 +298,9 @@ def test_identity_shortcuts_of_128_to_512_channels_equal_simulate_int() -> None:
 def test_lowered_digits_model_equals_simulate_int() -> None:
     """The real pipeline (build → lower → quantize) on a tiny digits CNN; the naive per-sample run agrees."""
     from slipsnn.toolchain.ir.activation import preset_params
-    from slipsnn.toolchain.convert.lower import lower
+    from slipsnn.toolchain.conversion.lower import lower
     from slipsnn.toolchain.ann.models import ModelConfig, build_model
-    from slipsnn.toolchain.convert.quantize import quantize
+    from slipsnn.toolchain.conversion.quantize import quantize
 
     torch.manual_seed(0)
     cfg = ModelConfig("digits_cnn", 10, (1, 8, 8), (0.3,), (0.4,), width=0.25)

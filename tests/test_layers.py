@@ -25,7 +25,7 @@ HOMES: dict[str, int] = {
     "toolchain/kernels": 2,
     "toolchain/data": 3,
     "toolchain/ann": 4,
-    "toolchain/convert": 5,
+    "toolchain/conversion": 5,
     "toolchain/backends": 6,
     "exporters": 7,
     "toolchain/costs": 8, "toolchain/analysis": 8,

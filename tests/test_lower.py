@@ -11,7 +11,7 @@ from slipsnn.toolchain.ann.activations import SlipReLU
 from slipsnn.toolchain.ir.activation import preset_params
 from slipsnn.toolchain.errors import ModelError
 from slipsnn.toolchain.ir.formats import SynapseKind
-from slipsnn.toolchain.convert.lower import lower
+from slipsnn.toolchain.conversion.lower import lower
 from slipsnn.toolchain.ann.models import BasicBlock, ModelConfig, Normalize, build_model
 from slipsnn.toolchain.backends.ann_eval import ann_forward
 

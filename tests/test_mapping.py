@@ -144,7 +144,7 @@ def test_conv_tiles_and_shared_kernel_by_hand(tmp_path: Path) -> None:
 def test_cifar_networks_fit_far_fewer_cores_with_weight_sharing() -> None:
     # the measurement: ResNet-20 needed 295 cores with conv synapses counted expanded on loihi2
     from slipsnn.toolchain.ann.models import ModelConfig, build_model
-    from slipsnn.toolchain.convert.lower import lower
+    from slipsnn.toolchain.conversion.lower import lower
     from slipsnn.toolchain.data.loaders import dataset_info
     from slipsnn.toolchain.ir.activation import preset_params
     info = dataset_info("cifar10")

@@ -12,10 +12,10 @@ from slipsnn.toolchain.ir.activation import preset_params
 from slipsnn.toolchain.errors import QuantizationError
 from slipsnn.toolchain.ir.formats import INPUT_SOURCE, STATE_MAX, THRESHOLD_MAX, NeuronKind, SynapseKind
 from slipsnn.toolchain.ir.integer import IntLayer, IntNetwork, IntSynapse
-from slipsnn.toolchain.convert.lower import lower
+from slipsnn.toolchain.conversion.lower import lower
 from slipsnn.toolchain.ann.models import BasicBlock, ModelConfig, build_model
-from slipsnn.toolchain.convert.overflow import layer_bounds, prove_no_overflow
-from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+from slipsnn.toolchain.conversion.overflow import layer_bounds, prove_no_overflow
+from slipsnn.toolchain.conversion.quantize import QuantConfig, quantize
 from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
 
 

@@ -50,7 +50,7 @@ def test_float64_everywhere_matches_reference(factory) -> None:
 def test_quantized_networks_are_proven_float32() -> None:
     """What ``quantize`` writes is proven overflow-free, so it runs entirely in float32 (the proofs are not vacuous);
     a factory layer runs in float32 exactly when its own bounds allow it."""
-    from slipsnn.toolchain.convert.quantize import QuantConfig, quantize
+    from slipsnn.toolchain.conversion.quantize import QuantConfig, quantize
     net = quantize(_lowered_digits_cnn(), QuantConfig(timesteps=4, max_timesteps=8))
     for t in (1, 8):
         proofs = prove_exactness(net, t)
@@ -139,7 +139,7 @@ def test_batch_memory_estimate_grows_with_t() -> None:
 
 def _lowered_digits_cnn():
     from slipsnn.toolchain.ann.models import ModelConfig, build_model
-    from slipsnn.toolchain.convert.lower import lower
+    from slipsnn.toolchain.conversion.lower import lower
     from slipsnn.toolchain.ir.activation import preset_params
     torch.manual_seed(0)
     cfg = ModelConfig("digits_cnn", 10, (1, 8, 8), (0.3,), (0.4,), width=0.5)

@@ -14,8 +14,8 @@ from torchvision.models.resnet import BasicBlock as TvBlock
 
 from slipsnn.toolchain.ann.activations import SlipReLU, slipify
 from slipsnn.toolchain.backends.ann_eval import ann_forward
-from slipsnn.toolchain.convert.check import check_convertible
-from slipsnn.toolchain.convert.lower import lower, supported_modules
+from slipsnn.toolchain.conversion.check import check_convertible
+from slipsnn.toolchain.conversion.lower import lower, supported_modules
 from slipsnn.toolchain.errors import ModelError
 from slipsnn.toolchain.ir.activation import preset_params
 

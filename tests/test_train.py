@@ -14,7 +14,7 @@ from slipsnn.toolchain.files import atomic_write, atomic_write_json
 from slipsnn.toolchain.ann.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
 from slipsnn.toolchain.data.loaders import load_tensors
 from slipsnn.toolchain.errors import ModelError, SlipsnnError
-from slipsnn.toolchain.convert.lower import lower
+from slipsnn.toolchain.conversion.lower import lower
 from slipsnn.toolchain.backends.simulator import simulate_float
 from slipsnn.toolchain.ann.calibration import calibrate_thresholds
 from slipsnn.toolchain.ann.training import TrainConfig, TrainResult, fit, split_indices, train

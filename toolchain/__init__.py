@@ -12,7 +12,6 @@ The public API for a user's own model, imported lazily (``import slipsnn.toolcha
 from __future__ import annotations
 
 import importlib
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -23,40 +22,27 @@ _API: dict[str, str] = {
     "SlipReLU": ".ann.activations:SlipReLU",
     "preset_params": ".ir.activation:preset_params",
     "Normalize": ".ann.models:Normalize",
-    "check_convertible": ".convert.check:check_convertible",
-    "lower": ".convert.lower:lower",
-    "quantize": ".convert.quantize:quantize",
-    "QuantConfig": ".convert.quantize:QuantConfig",
+    "check_convertible": ".conversion.check:check_convertible",
+    "lower": ".conversion.lower:lower",
+    "quantize": ".conversion.quantize:quantize",
+    "QuantConfig": ".conversion.quantize:QuantConfig",
+    "convert": ".pipeline:convert_model",
     "convert_model": ".pipeline:convert_model",
     "save_model": ".pipeline:save_model",
     "load_model": ".pipeline:load_model",
     "run": ".pipeline:run",
     "write_netx": "slipsnn.exporters.netx:write_netx",
     "read_netx": "slipsnn.exporters.netx:read_netx",
-    "fit": ".ann.training:fit",            # the training loop for any model and DataLoader (branch `training`)
+    "fit": ".ann.training:fit",            # the training loop for any model and DataLoader
     "train_epoch": ".ann.training:train_epoch",
     "evaluate_ann": ".ann.training:evaluate_ann",
 }
 
-__all__ = ["__version__", "convert", *_API]
-
-
-class ConvertPackage(types.ModuleType):
-    """``slipsnn.toolchain.convert`` is the conversion package and, called, the one-call ``convert_model``.
-
-    The public name ``convert`` and the subpackage ``convert/`` share one attribute of this package (importing
-    the subpackage sets it), so the package itself is callable: ``convert(model, input_shape, timesteps, ...)``
-    is ``pipeline.convert_model(model, input_shape, timesteps, ...)``.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return __getattr__("convert_model")(*args, **kwargs)
+__all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name on first use (PEP 562), so the CLI and ``--help`` stay fast."""
-    if name == "convert":   # the subpackage, made callable by its own __init__
-        return importlib.import_module(".convert", __name__)
     target = _API.get(name)
     if target is None:
         raise AttributeError(f"module 'slipsnn.toolchain' has no attribute {name!r}")

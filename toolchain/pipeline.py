@@ -26,8 +26,8 @@ from .backends.ann_eval import ann_forward
 from .backends.registry import run_network
 from .backends.result import Mismatch, RunResult, compare
 from .backends.simulator import simulate_float
-from .convert.lower import lower
-from .convert.quantize import QuantConfig, quantize
+from .conversion.lower import lower
+from .conversion.quantize import QuantConfig, quantize
 from .costs.report import Report, build_report, choose_profiles
 from .data.loaders import load_pixels
 from .errors import SlipsnnError
@@ -156,7 +156,7 @@ def lower_model(model: nn.Module, input_shape: tuple[int, int, int], *, dataset:
     import warnings
 
     from .ann.calibration import calibrate_thresholds
-    from .convert.check import input_warning
+    from .conversion.check import input_warning
     from .data.registry import dataset_info
     if dataset is not None:
         dataset_info(dataset)   # a registry name, or a DataError listing them

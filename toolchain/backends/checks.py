@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..convert.overflow import prove_no_overflow
+from ..conversion.overflow import prove_no_overflow
 from ..errors import QuantizationError, SlipsnnError
 from ..ir.integer import IntNetwork
 

@@ -4,7 +4,7 @@ Every value the integer network computes is an integer. float32 holds every inte
 IEEE multiply or add whose exact result is representable returns it exactly; so a computation is exact in
 float32 when every product and every partial sum provably stays within ±2²⁴, whatever the order of the sum
 (the algorithm is then free to block, split or vectorize it; ``kernels.device.exact_float_math`` keeps it to
-multiply-adds). The bounds are the overflow proof's (``convert.overflow``): pixels 0..255, binary spikes.
+multiply-adds). The bounds are the overflow proof's (``conversion.overflow``): pixels 0..255, binary spikes.
 
 * **Synapse** ``a = W ⊛ x`` (one group of parallel copies merged, see below): every partial sum of a target
   neuron is bounded by ``B = Σ_j |W_j|·x_max_j``; float32 when ``max B ≤ 2²⁴`` and the 24-bit accumulator
@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..convert.overflow import input_extremes, layer_bounds
+from ..conversion.overflow import input_extremes, layer_bounds
 from ..ir.formats import STATE_MAX, STATE_SHIFT, SynapseKind
 from ..ir.integer import IntLayer, IntNetwork, IntSynapse
 
@@ -130,7 +130,7 @@ def prove_layer(net: IntNetwork, index: int, timesteps: int, allow_float32: bool
     layer = net.layers[index]
     syn_proofs = []
     partial = np.zeros(layer.shape, dtype=np.int64)        # Σ over groups of max |current| (weight units)
-    i_max = layer.bias_state().astype(np.int64)             # the drive's range per neuron, as convert.overflow
+    i_max = layer.bias_state().astype(np.int64)             # the drive's range per neuron, as conversion.overflow
     i_min = i_max.copy()
     for indices, wraps in synapse_groups(layer, net.source_shape):
         first = layer.synapses[indices[0]]

@@ -53,7 +53,7 @@ def run_network(net: "IntNetwork", pixels: "torch.Tensor", labels: "torch.Tensor
     """Run ``net`` on ``pixels`` with one backend.
 
     Args:
-        net: the integer network (``exporters.netx.read_netx`` or ``convert.quantize.quantize``).
+        net: the integer network (``exporters.netx.read_netx`` or ``conversion.quantize.quantize``).
         pixels: (N, C, H, W) 8-bit pixel values 0..255.
         labels: (N,) class indices.
         timesteps: T (default: the network's own ``timesteps``).

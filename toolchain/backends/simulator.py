@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..ir.floating import FloatSynapse, SpikingNetwork
+from ..ir.floating import SpikingNetwork
 from ..ir.formats import INPUT_SOURCE, STATE_MAX, STATE_SHIFT, SynapseKind, check_timesteps
 from ..ir.integer import IntNetwork
 from ..kernels.connectivity import synapse_fanout
@@ -274,7 +274,7 @@ def simulate_float(net: SpikingNetwork, pixels: torch.Tensor, timesteps: int, ba
     """Simulate the float converted SNN.
 
     Args:
-        net: the converted network (``convert.lower.lower``).
+        net: the converted network (``conversion.lower.lower``).
         pixels: (N, C, H, W) 8-bit pixel values 0..255.
         timesteps: T ≥ 1.
         batch_size: samples per vectorized batch (default: from the device's free memory).

@@ -1,6 +1,6 @@
 """The converted spiking network in floating point: normalized units, threshold 1, binary spikes.
 
-This is the output of ``convert.lower`` and the input of ``convert.quantize``. Each layer's weights are already
+This is the output of ``conversion.lower`` and the input of ``conversion.quantize``. Each layer's weights are already
 divided by its own θ and multiplied by the θ of its source (SPEC §4), so a spike is a plain 1 and the
 threshold is 1:
 

@@ -11,7 +11,7 @@ value can feed several nodes and two values can meet in a residual add. What con
 
 Anything else (``torch.cat``, ``max``, multiplication, …) is refused naming the graph node, the call and
 its source line. ``refusals`` collects every refusal instead of stopping at the first (for
-``convert.check``).
+``conversion.check``).
 """
 
 from __future__ import annotations

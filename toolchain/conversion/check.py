@@ -1,7 +1,7 @@
 """Pre-flight check: everything that would stop a model from converting, listed before training.
 
 ``check_convertible(model, input_shape)`` returns one ``Problem`` per module or graph op that the conversion
-(``convert.lower``) would refuse or that ``slipify`` cannot make exact, each with the reason and the fix; an
+(``conversion.lower``) would refuse or that ``slipify`` cannot make exact, each with the reason and the fix; an
 empty list means the model converts (plain ReLUs need only their θ, which calibration or slipify gives).
 ``input_warning`` spots images that were normalized outside a model that has no ``Normalize``.
 """

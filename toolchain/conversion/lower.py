@@ -6,11 +6,11 @@ non-zero mean), BatchNorm into the preceding conv/linear, average pooling into t
 (a pool before a conv is one strided conv with a repeated kernel; a pool after a conv, before its
 activation, is one conv with stride s·k and a summed kernel). Each activation closes one spiking
 layer; the final Linear becomes the non-spiking output layer. Residual blocks (and residual adds of a
-traced model, ``convert.trace``) add their shortcut as extra synapses into the block's output neuron.
+traced model, ``conversion.trace``) add their shortcut as extra synapses into the block's output neuron.
 
 Converters live in a ``{module type: function}`` registry (``CONVERTERS``); anything else is refused
 with a message naming the module. An ``nn.Sequential`` is walked here; any other model (its own
-``forward()``) is traced with torch.fx by ``convert.trace``.
+``forward()``) is traced with torch.fx by ``conversion.trace``.
 """
 
 from __future__ import annotations
@@ -526,7 +526,7 @@ def lower(model: nn.Module, input_shape: tuple[int, int, int], thetas: dict[str,
 
     Args:
         model: an ``nn.Sequential`` of supported modules (see ``CONVERTERS``), or any model with its own
-            ``forward()`` that torch.fx can trace (``convert.trace``: residual adds, flatten/view,
+            ``forward()`` that torch.fx can trace (``conversion.trace``: residual adds, flatten/view,
             functional relu and pooling), in eval mode or not (BatchNorm running statistics are used).
             The model is not modified.
         input_shape: (C, H, W) of one image.
