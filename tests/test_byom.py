@@ -135,7 +135,7 @@ def test_public_api_is_lazy_and_complete() -> None:
 
 def test_convert_is_lower_then_quantize_and_run_matches_the_simulator(user_files: dict) -> None:
     model = user_files["model"]
-    net = toolchain.conversion(model, (1, 8, 8), timesteps=2, dataset="digits")
+    net = toolchain.convert(model, (1, 8, 8), timesteps=2, dataset="digits")
     ref = quantize(lower(model, (1, 8, 8)), QuantConfig(2))
     for a, b in zip(net.layers, ref.layers):
         for sa, sb in zip(a.synapses, b.synapses):
@@ -232,7 +232,7 @@ def test_commands_accept_the_user_model_file(user_files: dict) -> None:
     res = run(cli.main, ["export", str(path), "-o", str(net_path), "--timesteps", "2"])
     assert res.exit_code == 0, res.output
     net = read_netx(net_path)
-    ref = toolchain.conversion(load_model(path), timesteps=2)
+    ref = toolchain.convert(load_model(path), timesteps=2)
     assert all(np.array_equal(a.synapses[0].weight, b.synapses[0].weight) for a, b in zip(net.layers, ref.layers))
     res = run(cli.main, ["chain", str(path), str(net_path), "--backend", "fast", "--timesteps", "1", "2",
                          "--limit", "150"])
@@ -261,7 +261,7 @@ def test_normalized_inputs_without_normalize_in_the_model_warn() -> None:
     assert "look normalized outside the model" in input_warning(plain, normalized)
     assert input_warning(nn.Sequential(Normalize([0.3], [0.4]), *plain), normalized) is None
     with pytest.warns(UserWarning, match="put the normalization into the model"):
-        toolchain.conversion(slipify(plain), (1, 8, 8), images=normalized)
+        toolchain.convert(slipify(plain), (1, 8, 8), images=normalized)
 
 
 def test_relu_models_get_their_thetas_from_the_images() -> None:
@@ -269,8 +269,8 @@ def test_relu_models_get_their_thetas_from_the_images() -> None:
     x, _ = load_tensors("digits", "train", limit=300)
     plain = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(108, 4))
     with pytest.raises(ModelError, match="calibrate"):
-        toolchain.conversion(plain, (1, 8, 8))
-    net = toolchain.conversion(plain, (1, 8, 8), images=x)
+        toolchain.convert(plain, (1, 8, 8))
+    net = toolchain.convert(plain, (1, 8, 8), images=x)
     with torch.no_grad():
         top = torch.quantile(plain[:2](x).flatten()[plain[:2](x).flatten() > 0].double(), 0.999)
     assert abs(net.meta["thetas"]["0:conv"] - float(top)) < 1e-6, (net.meta["thetas"], float(top))
