@@ -213,3 +213,31 @@ def randomize_bn(model: torch.nn.Module, seed: int) -> None:
             m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
             m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
+def untrained_digits_checkpoint(path: "os.PathLike | str") -> "os.PathLike":
+    """A seeded, untrained digits CNN (width 0.25, SlipReLU L = 4) saved as a slipsnn checkpoint at ``path``."""
+    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
+    from slipsnn.toolchain.data.registry import DATASETS
+    from slipsnn.toolchain.ir.activation import preset_params
+    info = DATASETS["digits"]
+    cfg = ModelConfig("digits_cnn", info.num_classes, info.input_shape, info.mean, info.std, width=0.25)
+    act = preset_params("slip", L=4)
+    torch.manual_seed(0)
+    return save_checkpoint(path, build_model(cfg, act), cfg, act, dataset="digits", metrics={"ann_accuracy": 0.1})
+
+
+def max_logit_error(model: torch.nn.Module, shape: tuple[int, int, int], seed: int = 0, samples: int = 6) -> float:
+    """Max |logits(lowered, float64) − logits(torch model in float64)| on random 8-bit images."""
+    from slipsnn.toolchain.backends.ann_eval import ann_forward
+    from slipsnn.toolchain.conversion.lower import lower
+    torch.manual_seed(seed)
+    model = model.double().eval()
+    pixels = torch.randint(0, 256, (samples, *shape)).double()
+    lowered = ann_forward(lower(model, shape), pixels)[-1]
+    with torch.no_grad():
+        ref = model(pixels / 255)
+    assert ref.abs().max() > 1e-3, "a vanishing output would make the comparison meaningless"
+    return float((lowered - ref).abs().max())
+

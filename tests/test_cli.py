@@ -19,22 +19,15 @@ from click.testing import CliRunner, Result
 from slipsnn.toolchain import cli
 from slipsnn.toolchain.errors import SlipsnnError
 
+from factories import untrained_digits_checkpoint
+
 BIN = Path(sys.executable).parent
 
 
 def build_files(folder: Path) -> dict[str, Path]:
     """An untrained quarter-width digits checkpoint, its exported network (T=2), and corrupt copies of both."""
-    from slipsnn.toolchain.ir.activation import preset_params
-    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
-    from slipsnn.toolchain.data.loaders import DATASETS
-    from slipsnn.toolchain.ann.models import ModelConfig, build_model
     from slipsnn.toolchain.pipeline import export_checkpoint
-    info = DATASETS["digits"]
-    cfg = ModelConfig("digits_cnn", info.num_classes, info.input_shape, info.mean, info.std, width=0.25)
-    act = preset_params("slip", L=4)
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(folder / "model.pt", build_model(cfg, act), cfg, act, dataset="digits",
-                           metrics={"ann_accuracy": 0.1})
+    ckpt = untrained_digits_checkpoint(folder / "model.pt")
     _, net = export_checkpoint(ckpt, folder / "model.net", timesteps=2)
     files = {"pt": ckpt, "net": net, "bad_net": folder / "bad.net", "bad_pt": folder / "bad.pt",
              "empty_dir": folder / "empty"}

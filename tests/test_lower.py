@@ -13,7 +13,8 @@ from slipsnn.toolchain.errors import ModelError
 from slipsnn.toolchain.ir.formats import SynapseKind
 from slipsnn.toolchain.conversion.lower import lower
 from slipsnn.toolchain.ann.models import BasicBlock, ModelConfig, Normalize, build_model
-from slipsnn.toolchain.backends.ann_eval import ann_forward
+
+from factories import max_logit_error
 
 # float64 end to end: the only differences are summation order, ~1e-15 of the logits
 TOL = 1e-9
@@ -30,17 +31,6 @@ def _randomize_bn(model: nn.Module, seed: int) -> None:
             m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
 
 
-def _ann_matches(model: nn.Module, shape: tuple[int, int, int], seed: int = 0) -> float:
-    """Max |logits(lowered) − logits(torch)| on random 8-bit images, in float64."""
-    torch.manual_seed(seed)
-    model = model.double().eval()
-    pixels = torch.randint(0, 256, (6, *shape)).double()
-    lowered = ann_forward(lower(model, shape), pixels)[-1]
-    with torch.no_grad():
-        ref = model(pixels / 255)
-    return float((lowered - ref).abs().max())
-
-
 @pytest.mark.parametrize("arch,shape", [("digits_cnn", (1, 8, 8)), ("resnet20", (3, 16, 16)),
                                         ("vgg16", (3, 32, 32)), ("resnet18", (3, 8, 8))])
 def test_zoo_lowering_is_exact(arch: str, shape: tuple[int, int, int]) -> None:
@@ -48,7 +38,7 @@ def test_zoo_lowering_is_exact(arch: str, shape: tuple[int, int, int]) -> None:
     cfg = ModelConfig(arch, 10, shape, (0.3,) * shape[0], (0.4,) * shape[0], width=0.125)
     model = build_model(cfg, preset_params("slip", L=4), theta=1.0)
     _randomize_bn(model, 2)
-    assert _ann_matches(model, shape) < TOL
+    assert max_logit_error(model, shape) < TOL
 
 
 def test_avgpool_folds_into_the_next_conv_exactly() -> None:
@@ -65,7 +55,7 @@ def test_avgpool_folds_into_the_next_conv_exactly() -> None:
     assert np.allclose(conv.weight[:, :, ::2, ::2] * 4, w * snn.layers[0].theta / snn.layers[1].theta)
     # the global pool before the Linear became a dense over the unpooled 3x4x4 source
     assert snn.layers[2].synapses[0].kind is SynapseKind.DENSE and snn.layers[2].synapses[0].weight.shape == (5, 48)
-    assert _ann_matches(model, (2, 8, 8)) < TOL
+    assert max_logit_error(model, (2, 8, 8)) < TOL
 
 
 def test_batchnorm_folds_exactly() -> None:
@@ -75,7 +65,7 @@ def test_batchnorm_folds_exactly() -> None:
                           nn.Linear(6, 2))
     _randomize_bn(model, 5)
     assert len(lower(model, (1, 5, 5)).layers) == 3
-    assert _ann_matches(model, (1, 5, 5)) < TOL
+    assert max_logit_error(model, (1, 5, 5)) < TOL
 
 
 def test_normalization_with_padding_gives_a_per_neuron_bias() -> None:
@@ -86,7 +76,7 @@ def test_normalization_with_padding_gives_a_per_neuron_bias() -> None:
     # zero padding of the normalized image is padding with pixel 127.5: border neurons get their own bias
     assert snn.layers[0].bias.shape == (2, 4, 4)
     assert not np.allclose(snn.layers[0].bias[:, 0, 0], snn.layers[0].bias[:, 1, 1])
-    assert _ann_matches(model, (1, 4, 4)) < TOL
+    assert max_logit_error(model, (1, 4, 4)) < TOL
 
 
 def test_residual_block_becomes_a_second_synapse() -> None:
@@ -101,7 +91,7 @@ def test_residual_block_becomes_a_second_synapse() -> None:
     assert [s.source for s in identity.synapses] == [1, 0]
     assert identity.synapses[1].groups == 4 and identity.synapses[1].weight.shape == (4, 1, 1, 1)
     assert [s.source for s in projection.synapses] == [3, 2] and projection.synapses[1].stride == (2, 2)
-    assert _ann_matches(model, (2, 6, 6)) < TOL
+    assert max_logit_error(model, (2, 6, 6)) < TOL
 
 
 def test_relu_models_need_calibrated_thresholds() -> None:
@@ -139,4 +129,4 @@ def test_normalization_folds_into_a_grouped_first_conv() -> None:
     torch.manual_seed(10)
     model = nn.Sequential(Normalize((0.2, 0.6), (0.5, 0.1)), nn.Conv2d(2, 4, 3, padding=1, groups=2),
                           SlipReLU(1.0, L=4), nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
-    assert _ann_matches(model, (2, 3, 3)) < TOL
+    assert max_logit_error(model, (2, 3, 3)) < TOL

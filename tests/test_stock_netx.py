@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from factories import file_chain_net
+from factories import file_chain_net, untrained_digits_checkpoint
 from slipsnn.exporters.netx import _cuba_vth, write_netx
 from slipsnn.exporters.stock_netx import describe_stock_netx, is_stock_netx
 from slipsnn.toolchain.errors import FormatError
@@ -158,16 +158,7 @@ def test_cli_runs_a_cuba_export_through_stock_netx(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from slipsnn.toolchain import cli
-    from slipsnn.toolchain.ann.checkpoint import save_checkpoint
-    from slipsnn.toolchain.ann.models import ModelConfig, build_model
-    from slipsnn.toolchain.data.loaders import DATASETS
-    from slipsnn.toolchain.ir.activation import preset_params
-    info = DATASETS["digits"]
-    cfg = ModelConfig("digits_cnn", info.num_classes, info.input_shape, info.mean, info.std, width=0.25)
-    act = preset_params("slip", L=4)
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "model.pt", build_model(cfg, act), cfg, act, dataset="digits",
-                           metrics={"ann_accuracy": 0.1})
+    ckpt = untrained_digits_checkpoint(tmp_path / "model.pt")
     runner = CliRunner()
     res = runner.invoke(cli.main, ["export", str(ckpt), "--neuron", "cuba", "-o", str(tmp_path / "c.net")])
     assert res.exit_code == 0, res.output

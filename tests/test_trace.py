@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
-from factories import randomize_bn
+from factories import max_logit_error, randomize_bn
 from torchvision.models.resnet import BasicBlock as TvBlock
 
 from slipsnn.toolchain.ann.activations import SlipReLU, slipify
-from slipsnn.toolchain.backends.ann_eval import ann_forward
 from slipsnn.toolchain.conversion.check import check_convertible
 from slipsnn.toolchain.conversion.lower import lower, supported_modules
 from slipsnn.toolchain.errors import ModelError
@@ -28,18 +27,6 @@ def _line_of(fn, text: str) -> int:
     """Line number in this file of the first line of ``fn`` containing ``text``."""
     lines, start = inspect.getsourcelines(fn)
     return start + next(i for i, line in enumerate(lines) if text in line)
-
-
-def _max_logit_error(model: nn.Module, shape: tuple[int, int, int], seed: int = 0) -> float:
-    """Max |logits(lowered, float64) − logits(torch model in float64)| on random 8-bit images."""
-    torch.manual_seed(seed)
-    model = model.double().eval()
-    pixels = torch.randint(0, 256, (5, *shape)).double()
-    lowered = ann_forward(lower(model, shape), pixels)[-1]
-    with torch.no_grad():
-        ref = model(pixels / 255)
-    assert ref.abs().max() > 1e-3, "a vanishing output would make the comparison meaningless"
-    return float((lowered - ref).abs().max())
 
 
 class TinyTorchvisionResNet(nn.Module):
@@ -94,7 +81,7 @@ def test_torchvision_style_resnet_lowers_exactly() -> None:
     identity, projection = snn.layers[2], snn.layers[4]
     assert [s.source for s in identity.synapses] == [1, 0] and identity.synapses[1].groups == 8
     assert [s.source for s in projection.synapses] == [3, 2] and projection.synapses[1].stride == (2, 2)
-    assert _max_logit_error(model, (3, 8, 8)) < TOL
+    assert max_logit_error(model, (3, 8, 8)) < TOL
 
 
 @pytest.mark.slow
@@ -107,7 +94,7 @@ def test_torchvision_resnet18_converts_after_slipify() -> None:
     model = slipify(tv, theta=2.0)
     snn = lower(model, (3, 32, 32))
     assert len(snn.layers) == 18 and sum(len(layer.synapses) == 2 for layer in snn.layers) == 8
-    err = _max_logit_error(model, (3, 32, 32))
+    err = max_logit_error(model, (3, 32, 32))
     assert err < 1e-8, err
 
 
@@ -119,7 +106,7 @@ def test_custom_residual_model_lowers_exactly() -> None:
     assert names == ["c1:conv", "c2:conv", "c3:conv+add:identity", "c4:conv+pool", "fc:linear"]
     pooled = snn.layers[3].synapses[0]
     assert pooled.weight.shape == (8, 6, 4, 4) and pooled.stride == (2, 2) and snn.layers[3].shape == (8, 3, 3)
-    assert _max_logit_error(model, (1, 7, 7)) < TOL
+    assert max_logit_error(model, (1, 7, 7)) < TOL
 
 
 def test_shortcut_around_one_conv_merges_into_the_centre_tap() -> None:
@@ -137,7 +124,7 @@ def test_shortcut_around_one_conv_merges_into_the_centre_tap() -> None:
     model = slipify(OneConvSkip(), preset_params("qcfs", L=4), theta=0.7)
     snn = lower(model, (1, 4, 4))
     assert len(snn.layers[1].synapses) == 1      # one synapse per source: c2 + identity summed
-    assert _max_logit_error(model, (1, 4, 4)) < TOL
+    assert max_logit_error(model, (1, 4, 4)) < TOL
 
 
 class Concat(nn.Module):
