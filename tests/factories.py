@@ -155,7 +155,7 @@ def mixed_residual_net(seed: int = 0) -> IntNetwork:
 def digits_net(timesteps: int = 8) -> IntNetwork:
     """conv 3×3 (1 → 4 channels) → dense 256 → 10 on digits' 8×8 images: 450 test samples × T steps in Lava."""
     rng = np.random.default_rng(0)
-    layers = (IntLayer("conv", (4, 8, 8), (IntSynapse(-1, "conv", rng.integers(-10, 11, (4, 1, 3, 3)) * 2,
+    layers = (IntLayer("conv", (4, 8, 8), (IntSynapse(-1, "conv", rng.integers(-7, 8, (4, 1, 3, 3)) * 2,
                                                       padding=(1, 1)),), "IF_SOFT", 500, np.zeros(4, np.int32), 0, 0,
                        500.0),
               IntLayer("out", (10,), (IntSynapse(0, "dense", rng.integers(-50, 51, (10, 256)) * 2),), "ACCUMULATE",

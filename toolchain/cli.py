@@ -237,7 +237,8 @@ def _stock_run(network: Path, backend: str, opts: dict) -> Any:
     from .pipeline import is_stock_file, run_stock_file
     if not is_stock_file(network):
         return None
-    stock = run_stock_file(network, backend=backend, **{k: v for k, v in opts.items() if k != "progress"})
+    stock_opts = {k: v for k, v in opts.items() if k not in ("progress", "device", "batch_size")}
+    stock = run_stock_file(network, backend=backend, **stock_opts)
     if stock.twin is not None:
         click.echo(f"stock netx vs the if_soft network of the same checkpoint: same class on "
                    f"{100 * stock.agreement:.2f} % of {len(stock.run.labels)} samples at T={stock.run.timesteps} "
