@@ -281,6 +281,9 @@ def report(network: Path, dataset: str | None, timesteps: tuple[int, ...], more_
     from .show.report import format_report
     _check_outputs([network, *(Path(p) for p in profiles)], json=json_path, plots=plots_dir)
     if is_stock_file(network):
+        if plots_dir is not None:
+            raise click.BadParameter(f"{network} is a stock netx file: its report has tables and --json, no plots",
+                                     param_hint="--plots")
         from .pipeline import report_stock_file
         from .show.stock import format_stock_report
         stock = report_stock_file(network, dataset, _merge_timesteps(timesteps, more_timesteps), list(profiles),
