@@ -48,28 +48,35 @@ def format_report(report: Report | Mapping[str, Any]) -> str:
     """Readable terminal tables of a report (or of its ``to_json()`` dict, e.g. read back from a file).
 
     Sections: accuracy vs T; per layer at the largest T; energy per inference per profile vs the ANN;
-    latency and throughput; cores; the constants that are assumptions.
+    latency and throughput; the partition on cores and chips; the constants by status.
     """
     d = report.to_json() if isinstance(report, Report) else report
-    net, run, main = d["network"], d["run"], d["main_profile"]
-    last = d["timesteps"][-1]
-    ann = d["ann"]
+    net, run = d["network"], d["run"]
     out = [f"slipsnn report: {net.get('arch') or 'network'} on {net.get('dataset') or '?'}, "
            f"{run['samples']} samples, backend {run['backend']}, depth {net['depth']}",
            "simulation wall-clock (" + SIMULATION_NOTE + "): "
            + ", ".join(f"{k} {_g(v)}" for k, v in run["wall_clock_s"].items()), ""]
+    for section in (_accuracy_section, _layer_section, _energy_section, _timing_section, _cores_section,
+                    _constants_section):
+        out += section(d)
+    return "\n".join(out)
 
-    out += ["Accuracy vs time-steps"]
+
+def _accuracy_section(d: Mapping[str, Any]) -> list[str]:
+    ann = d["ann"]
     rows = [[str(s["timesteps"]), f"{100 * s['accuracy']:.2f}"] for s in d["timesteps"]]
     if ann["accuracy"] is not None:
         rows.append(["ANN", f"{100 * ann['accuracy']:.2f}"])
-    out += _table(["T", "accuracy %"], rows) + [""]
+    return ["Accuracy vs time-steps"] + _table(["T", "accuracy %"], rows) + [""]
 
+
+def _layer_section(d: Mapping[str, Any]) -> list[str]:
+    last, ann, main, run = d["timesteps"][-1], d["ann"], d["main_profile"], d["run"]
     e_main = last["energy"][main]
     layer_pj = [sum(x.values()) for x in e_main["by_layer_pj"]]
     unit, scale = energy_unit(max([*layer_pj, *ann["energy_pj_by_layer"], 0.0]))
-    out += [f"Per layer at T={last['timesteps']} (per sample, mean over {run['samples']} samples; "
-            f"energy on {main} and ANN on {ann['profile']}, in {unit})"]
+    out = [f"Per layer at T={last['timesteps']} (per sample, mean over {run['samples']} samples; "
+           f"energy on {main} and ANN on {ann['profile']}, in {unit})"]
     rows = []
     for i, (c, eb, ea) in enumerate(zip(last["layers"], layer_pj, ann["energy_pj_by_layer"])):
         rows.append([str(i), c["name"], str(c["neurons"]), _g(c["spikes"]), _g(100 * c["firing_rate"]), _g(c["synops"]),
@@ -77,13 +84,16 @@ def format_report(report: Report | Mapping[str, Any]) -> str:
     tot = last["totals"]
     rows.append(["", "total", str(sum(c["neurons"] for c in last["layers"])), _g(tot["spikes"]), "",
                  _g(tot["synops"]), str(tot["macs"]), _g(e_main["dynamic_pj"] / scale), _g(ann["energy_pj"] / scale)])
-    out += _table(["#", "layer", "neurons", "spikes", "rate %", "synops", "ANN MACs", f"E_SNN {unit}",
-                   f"E_ANN {unit}"], rows, left=2) + [""]
+    return out + _table(["#", "layer", "neurons", "spikes", "rate %", "synops", "ANN MACs", f"E_SNN {unit}",
+                         f"E_ANN {unit}"], rows, left=2) + [""]
 
+
+def _energy_section(d: Mapping[str, Any]) -> list[str]:
+    ann = d["ann"]
     all_e = [e["energy_pj"] for s in d["timesteps"] for e in s["energy"].values()] + [ann["energy_pj"]]
     unit, scale = energy_unit(max(all_e))
-    span = lambda r: f"{_g(r[0] / scale, 3)}–{_g(r[1] / scale, 3)}" if r else "-"
-    out += [f"Energy per inference ({unit}); range: every constant at the low / high end of its range"]
+    span = lambda r: f"{_g(r[0] / scale, 3)}–{_g(r[1] / scale, 3)}" if r else "-"  # noqa: E731
+    out = [f"Energy per inference ({unit}); range: every constant at the low / high end of its range"]
     rows = []
     for s in d["timesteps"]:
         for name, e in s["energy"].items():
@@ -101,10 +111,12 @@ def format_report(report: Report | Mapping[str, Any]) -> str:
     rows = [[name, _g(b["energy_pj"] / scale), span(b["energy_range_pj"]), b["description"]]
             for name, b in ann.get("baselines", {ann["profile"]: {"energy_pj": ann["energy_pj"],
                                                                   "energy_range_pj": None, "description": ""}}).items()]
-    out += _table(["profile", "energy", "range", "what it is"], rows, left=1) + [""]
+    return out + _table(["profile", "energy", "range", "what it is"], rows, left=1) + [""]
 
-    out += ["Latency (T + depth steps) and throughput (one sample per T steps) on the chip; the step comes from the "
-            "most loaded core when the profile has per-op times"]
+
+def _timing_section(d: Mapping[str, Any]) -> list[str]:
+    out = ["Latency (T + depth steps) and throughput (one sample per T steps) on the chip; the step comes from the "
+           "most loaded core when the profile has per-op times"]
     rows = []
     for s in d["timesteps"]:
         for name, t in s["timing"].items():
@@ -114,9 +126,12 @@ def format_report(report: Report | Mapping[str, Any]) -> str:
             src = f"core of {t['busiest_layer']}" if t.get("busiest_layer") else src
             rows.append([str(s["timesteps"]), name, _g(t["step_time_us"]), src, _g(t["latency_us"]),
                          f"{_g(lo, 3)}–{_g(hi, 3)}", _g(t["throughput_per_s"]), f"{_g(tlo, 3)}–{_g(thi, 3)}"])
-    out += _table(["T", "profile", "step µs", "step set by", "latency µs", "range µs", "samples/s", "range /s"],
-                  rows, left=2) + [""]
+    return out + _table(["T", "profile", "step µs", "step set by", "latency µs", "range µs", "samples/s", "range /s"],
+                        rows, left=2) + [""]
 
+
+def _cores_section(d: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     for name, m in d["cores"].items():
         sharing = "conv kernels shared within a core" if m.get("weight_sharing") else "conv synapses stored expanded"
         out += [f"Partition on {name} ({sharing}; {m['cores_per_chip']} cores per chip; range: every budget at "
@@ -136,11 +151,14 @@ def format_report(report: Report | Mapping[str, Any]) -> str:
         clo, chi = m["chips_range"]
         out += [f"chips: {m['chips']} (range {clo}–{chi}); an estimate of a model calibrated on Intel's compiles "
                 "(docs/reports.md), not a compiler result", ""]
+    return out
 
-    out += ["Constants by status (measured / calibrated / assumed; each profile file gives the source and why):"]
+
+def _constants_section(d: Mapping[str, Any]) -> list[str]:
+    out = ["Constants by status (measured / calibrated / assumed; each profile file gives the source and why):"]
     for name, p in d["profiles"].items():
         by: dict[str, list[str]] = {}
         for key, c in _constants(p):
             by.setdefault(c.get("status", "unstated"), []).append(key)
         out.append(f"  {name}: " + "; ".join(f"{st}: {', '.join(keys)}" for st, keys in sorted(by.items())))
-    return "\n".join(out)
+    return out
