@@ -240,7 +240,7 @@ def _parse_list(text: str, allowed: Sequence[str], what: str) -> list[str]:
     return items
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
@@ -263,37 +263,94 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=None, help=f"results folder [default {DEFAULT_OUT}; --smoke: temp]")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny self-made CIFAR-10 in a temp folder, resnet20 width 0.125, 1 epoch, CPU, T=1,2")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _smoke_defaults(args: argparse.Namespace, tmp: Path) -> None:
+    """--smoke: a tiny self-made CIFAR-10 and the smallest settings, where the user did not choose."""
+    if args.dataset != "cifar10":
+        raise SystemExit("--smoke writes a tiny CIFAR-10; --dataset cifar100 is not supported with it")
+    args.data_root = args.data_root or str(write_tiny_cifar10(tmp / "data"))
+    args.archs = "resnet20" if args.archs == ",".join(ARCHS) else args.archs
+    args.timesteps = "1,2" if args.timesteps == ",".join(map(str, TIMESTEPS)) else args.timesteps
+    args.epochs, args.width = args.epochs or 1, args.width or 0.125
+    args.device, args.batch_size = args.device or "cpu", args.batch_size or 16
+    args.out = args.out or tmp / "runs"
+    args.threads = args.threads or 1   # tiny tensors: one thread is fastest, and robust on a busy machine
+    args.integer = True
+
+
+def _parse_timesteps(text: str) -> list[int]:
+    try:
+        timesteps = sorted({int(t) for t in text.split(",")})
+    except ValueError:
+        raise SystemExit(f"--timesteps {text!r}: expected integers like 1,2,4") from None
+    if not timesteps or timesteps[0] < 1:
+        raise SystemExit("--timesteps must be integers ≥ 1")
+    return timesteps
+
+
+def _one_run(args: argparse.Namespace, arch: str, method: str, timesteps: list[int], out: Path) -> dict[str, Any]:
+    """Train (or resume, or skip when finished) one arch × method and evaluate its SNN; its results.json."""
+    from slipsnn.toolchain.ann.training import TrainConfig
+    from slipsnn.toolchain.files import atomic_write_json
+    name = f"{arch}_{method}"
+    run_dir = out / args.dataset / name
+    res_path = run_dir / "results.json"
+    if res_path.is_file():
+        done = json.loads(res_path.read_text())
+        if _covers(done, timesteps, args.integer):
+            _log(f"{name}: finished earlier, skipped ({res_path})")
+            return done
+    cfg = TrainConfig.for_dataset(args.dataset, arch=arch, activation=method, L=args.L, epochs=args.epochs,
+                                  width=args.width, batch_size=args.batch_size, seed=args.seed,
+                                  device=args.device or "auto", num_workers=args.workers,
+                                  data_root=args.data_root, out_dir=str(run_dir),
+                                  train_subset=args.train_subset, threads=args.threads)
+    ckpt_path = run_dir / "model.pt"
+    finished = False
+    if ckpt_path.is_file() and not (run_dir / "resume.pt").is_file():
+        from slipsnn.toolchain.ann.checkpoint import load_checkpoint
+        prior = load_checkpoint(ckpt_path)
+        finished = bool(prior.metrics.get("finished")) and _recipe(prior.train_config or {}) == _recipe(cfg.to_dict())
+    if not finished:
+        _log(f"{name}: training ({cfg.epochs} epochs, width {cfg.width}, L {cfg.act_params().L}, device {cfg.device})")
+        if not train_resumable(cfg, args.stop_after):
+            return {"finished": False}
+    _log(f"{name}: evaluating the SNN at T = {', '.join(map(str, timesteps))}")
+    result = {"dataset": args.dataset, "arch": arch, "method": method, "train_config": _recipe(cfg.to_dict()),
+              **evaluate_run(ckpt_path, args.data_root, timesteps, args.test_limit, args.integer), "finished": True}
+    atomic_write_json(res_path, result)
+    return result
+
+
+def _width1_macs(dataset: str, archs: Sequence[str]) -> dict[str, int]:
+    """MACs per image of each architecture at width 1 (the paper's size), whatever width was trained."""
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
+    from slipsnn.toolchain.data.loaders import dataset_info
+    from slipsnn.toolchain.ir.activation import preset_params
+    info = dataset_info(dataset)
+    return {arch: macs_per_image(build_model(ModelConfig(arch, info.num_classes, info.input_shape, info.mean,
+                                                         info.std, 1.0), preset_params("slip")), info.input_shape)
+            for arch in archs}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = _parser().parse_args(argv)
     import torch
     from slipsnn.toolchain.files import atomic_write_json
-    from slipsnn.toolchain.ann.training import TrainConfig
 
     threads_before = torch.get_num_threads()
     tmp = Path(tempfile.mkdtemp(prefix="slipsnn-cifar-smoke-")) if args.smoke else None
     try:
-        if args.smoke:
-            if args.dataset != "cifar10":
-                raise SystemExit("--smoke writes a tiny CIFAR-10; --dataset cifar100 is not supported with it")
-            args.data_root = args.data_root or str(write_tiny_cifar10(tmp / "data"))
-            args.archs = "resnet20" if args.archs == ",".join(ARCHS) else args.archs
-            args.timesteps = "1,2" if args.timesteps == ",".join(map(str, TIMESTEPS)) else args.timesteps
-            args.epochs, args.width = args.epochs or 1, args.width or 0.125
-            args.device, args.batch_size = args.device or "cpu", args.batch_size or 16
-            args.out = args.out or tmp / "runs"
-            args.threads = args.threads or 1   # tiny tensors: one thread is fastest, and robust on a busy machine
-            args.integer = True
+        if tmp is not None:
+            _smoke_defaults(args, tmp)
         archs = _parse_list(args.archs, ARCHS, "archs")
         methods = _parse_list(args.methods, METHODS, "methods")
-        try:
-            timesteps = sorted({int(t) for t in args.timesteps.split(",")})
-        except ValueError:
-            raise SystemExit(f"--timesteps {args.timesteps!r}: expected integers like 1,2,4") from None
-        if not timesteps or timesteps[0] < 1:
-            raise SystemExit("--timesteps must be integers ≥ 1")
+        timesteps = _parse_timesteps(args.timesteps)
         out = args.out or DEFAULT_OUT
         if args.threads:
             torch.set_num_threads(args.threads)
-        machine = machine_info()
         cuda = str(args.device or "auto").startswith("cuda") or (args.device in (None, "auto")
                                                                  and torch.cuda.is_available())
         if cuda:
@@ -301,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         summary: dict[str, Any] = {"benchmark": "cifar", "dataset": args.dataset, "archs": archs, "methods": methods,
-                                   "timesteps": timesteps, "smoke": bool(args.smoke), "machine": machine,
+                                   "timesteps": timesteps, "smoke": bool(args.smoke), "machine": machine_info(),
                                    "published_source": "SPEC §7 / reference/literature.md §2.2 (QCFS Tables 1-2; "
                                                        "SlipReLU numbers are secondary quotes)",
                                    "runs": {}, "notes": []}
@@ -309,48 +366,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             summary["notes"].append("SMOKE RUN: tiny synthetic data, width 0.125, 1 epoch — the numbers mean nothing")
         for arch in archs:
             for method in methods:
-                name = f"{arch}_{method}"
-                run_dir = out / args.dataset / name
-                res_path = run_dir / "results.json"
-                if res_path.is_file():
-                    done = json.loads(res_path.read_text())
-                    if _covers(done, timesteps, args.integer):
-                        _log(f"{name}: finished earlier, skipped ({res_path})")
-                        summary["runs"][name] = done
-                        continue
-                cfg = TrainConfig.for_dataset(args.dataset, arch=arch, activation=method, L=args.L, epochs=args.epochs,
-                                              width=args.width, batch_size=args.batch_size, seed=args.seed,
-                                              device=args.device or "auto", num_workers=args.workers,
-                                              data_root=args.data_root, out_dir=str(run_dir),
-                                              train_subset=args.train_subset, threads=args.threads)
-                ckpt_path = run_dir / "model.pt"
-                finished = False
-                if ckpt_path.is_file() and not (run_dir / "resume.pt").is_file():
-                    from slipsnn.toolchain.ann.checkpoint import load_checkpoint
-                    prior = load_checkpoint(ckpt_path)
-                    finished = bool(prior.metrics.get("finished")) and \
-                        _recipe(prior.train_config or {}) == _recipe(cfg.to_dict())
-                if not finished:
-                    _log(f"{name}: training ({cfg.epochs} epochs, width {cfg.width}, L {cfg.act_params().L}, "
-                         f"device {cfg.device})")
-                    if not train_resumable(cfg, args.stop_after):
-                        summary["runs"][name] = {"finished": False}
-                        continue
-                _log(f"{name}: evaluating the SNN at T = {', '.join(map(str, timesteps))}")
-                result = {"dataset": args.dataset, "arch": arch, "method": method,
-                          "train_config": _recipe(cfg.to_dict()),
-                          **evaluate_run(ckpt_path, args.data_root, timesteps, args.test_limit, args.integer),
-                          "finished": True}
-                atomic_write_json(res_path, result)
-                summary["runs"][name] = result
-        for arch in archs:
-            from slipsnn.toolchain.ir.activation import preset_params
-            from slipsnn.toolchain.data.loaders import dataset_info
-            from slipsnn.toolchain.ann.models import ModelConfig, build_model
-            info = dataset_info(args.dataset)
-            full = build_model(ModelConfig(arch, info.num_classes, info.input_shape, info.mean, info.std, 1.0),
-                               preset_params("slip"))
-            summary.setdefault("macs_per_image_width1", {})[arch] = macs_per_image(full, info.input_shape)
+                summary["runs"][f"{arch}_{method}"] = _one_run(args, arch, method, timesteps, out)
+        summary["macs_per_image_width1"] = _width1_macs(args.dataset, archs)
         summary["notes"].append("MACs per image (width 1): " + ", ".join(
             f"{NAMES[a]} {v / 1e6:.0f} M" for a, v in summary["macs_per_image_width1"].items()))
         print(format_table(summary))
