@@ -252,6 +252,63 @@ def _lava_root_logging() -> Iterator[None]:
         root.handlers[:] = before
 
 
+class _Ports:
+    """The OutPort of every source (Lava layout), with the ``SpikeDelay`` in front of a residual edge made once
+    per (source, delay)."""
+
+    def __init__(self, net: IntNetwork, source: Any, labels: dict[int, str], delay_proc: Any) -> None:
+        self.net, self.labels, self.delay_proc = net, labels, delay_proc
+        self.outputs = {INPUT_SOURCE: source.s_out}
+        self.delays: dict[tuple[int, int], Any] = {}
+
+    def port(self, src: int, delay: int, kind: SynapseKind) -> Any:
+        """The port a synapse of ``kind`` reads ``src`` from, ``delay`` extra steps late."""
+        port = self.outputs[src]
+        if delay:
+            if (src, delay) not in self.delays:
+                d = self.delay_proc(shape=lava_shape(self.net.source_shape(src)), delay=delay,
+                                    name=f"delay{src}_{delay}")
+                origin = "the input" if src == INPUT_SOURCE else f"layer {src}"
+                self.labels[id(d)] = f"the {delay}-step delay of {origin} (SpikeDelay)"
+                port.connect(d.s_in)
+                self.delays[src, delay] = d
+            port = self.delays[src, delay].s_out
+        if kind is SynapseKind.DENSE and len(self.net.source_shape(src)) == 3:
+            port = port.transpose([2, 1, 0]).flatten()   # the IR flattens (C, H, W) in C order
+        return port
+
+
+def _layer_block(net: IntNetwork, i: int, timesteps: int, log_steps: int, fanout: np.ndarray | None,
+                 blocks_process: Any, neuron_proc: Any) -> Any:
+    """The netx Conv/Dense block of layer ``i``: its main synapse (from layer i − 1) and its neurons."""
+    layer = net.layers[i]
+    neuron_params = dict(
+        neuron_proc=neuron_proc, bias_key="bias_mant", vth=int(layer.threshold), v_init=int(layer.v_init),
+        bias_exp=int(layer.bias_exp), spiking=layer.spiking, reset_interval=timesteps, reset_offset=i + 2,
+        fanout=fanout, log_steps=log_steps, num_message_bits=0 if layer.spiking else OUTPUT_MESSAGE_BITS)
+    bias = to_lava_layout(layer.bias_full()).astype(np.int32)
+    main = layer.synapses[0]
+    bits = INPUT_MESSAGE_BITS if main.source == INPUT_SOURCE else 0
+    if main.kind is SynapseKind.CONV:
+        return blocks_process.Conv(shape=lava_shape(layer.shape), input_shape=lava_shape(net.source_shape(main.source)),
+                                   neuron_params=neuron_params, bias=bias, input_message_bits=bits,
+                                   **conv_params(main))
+    w, exp = dense_params(main)
+    return blocks_process.Dense(shape=lava_shape(layer.shape), neuron_params=neuron_params, bias=bias, weight=w,
+                                weight_exponent=exp, num_weight_bits=8, input_message_bits=bits)
+
+
+def _residual_synapse(net: IntNetwork, syn: IntSynapse) -> Any:
+    """A stock Lava Conv/Dense process for a residual synapse (it feeds the target's neurons directly)."""
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    bits = INPUT_MESSAGE_BITS if syn.source == INPUT_SOURCE else 0
+    if syn.kind is SynapseKind.CONV:
+        return Conv(input_shape=lava_shape(net.source_shape(syn.source)), num_message_bits=bits, **conv_params(syn))
+    w, exp = dense_params(syn)
+    return Dense(weights=w, weight_exp=exp, num_weight_bits=8, num_message_bits=bits)
+
+
 def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_steps: int) -> LavaGraph:
     """Build the Lava processes of ``net`` streaming ``pixels`` (N, C, H, W), T steps per sample.
 
@@ -262,71 +319,31 @@ def build_lava_graph(net: IntNetwork, pixels: np.ndarray, timesteps: int, log_st
         log_steps: length of the per-step activity ring buffers (≥ the steps of one ``run`` call).
     """
     require_lava()
-    from lava.proc.conv.process import Conv
-    from lava.proc.dense.process import Dense
-
     from .procs.process import FrameSource, SoftResetIF, SpikeDelay
 
     blocks_process, _ = _netx_blocks()
-    ConvBlock, DenseBlock = blocks_process.Conv, blocks_process.Dense
     out_edges = _out_edges(net)
     frames = np.ascontiguousarray(np.asarray(pixels, dtype=np.uint8).transpose(0, 3, 2, 1))   # (N, W, H, C)
     with _lava_root_logging():
         source = FrameSource(frames=frames, timesteps=timesteps, fanout=_fanout(net, out_edges[0]),
                              log_steps=log_steps, name="input")
-        outputs = {INPUT_SOURCE: source.s_out}   # source index -> OutPort in Lava layout
-        delays: dict[tuple[int, int], Any] = {}
-        neurons, blocks = [], []
         labels = {id(source): "the input (FrameSource)"}
-
-        def port_for(src: int, delay: int, kind: SynapseKind) -> Any:
-            port = outputs[src]
-            if delay:
-                if (src, delay) not in delays:
-                    d = SpikeDelay(shape=lava_shape(net.source_shape(src)), delay=delay, name=f"delay{src}_{delay}")
-                    origin = "the input" if src == INPUT_SOURCE else f"layer {src}"
-                    labels[id(d)] = f"the {delay}-step delay of {origin} (SpikeDelay)"
-                    port.connect(d.s_in)
-                    delays[src, delay] = d
-                port = delays[src, delay].s_out
-            if kind is SynapseKind.DENSE and len(net.source_shape(src)) == 3:
-                port = port.transpose([2, 1, 0]).flatten()   # the IR flattens (C, H, W) in C order
-            return port
-
+        ports = _Ports(net, source, labels, SpikeDelay)
+        neurons, blocks = [], []
         for i, layer in enumerate(net.layers):
-            shape = lava_shape(layer.shape)
-            neuron_params = dict(
-                neuron_proc=SoftResetIF, bias_key="bias_mant", vth=int(layer.threshold), v_init=int(layer.v_init),
-                bias_exp=int(layer.bias_exp), spiking=layer.spiking, reset_interval=timesteps, reset_offset=i + 2,
-                fanout=_fanout(net, out_edges[i + 1]), log_steps=log_steps,
-                num_message_bits=0 if layer.spiking else OUTPUT_MESSAGE_BITS)
-            bias = to_lava_layout(layer.bias_full()).astype(np.int32)
+            block = _layer_block(net, i, timesteps, log_steps, _fanout(net, out_edges[i + 1]), blocks_process,
+                                 SoftResetIF)
             main = layer.synapses[0]
-            bits = INPUT_MESSAGE_BITS if main.source == INPUT_SOURCE else 0
-            if main.kind is SynapseKind.CONV:
-                block = ConvBlock(shape=shape, input_shape=lava_shape(net.source_shape(main.source)),
-                                  neuron_params=neuron_params, bias=bias, input_message_bits=bits,
-                                  **conv_params(main))
-            else:
-                w, exp = dense_params(main)
-                block = DenseBlock(shape=shape, neuron_params=neuron_params, bias=bias, weight=w,
-                                   weight_exponent=exp, num_weight_bits=8, input_message_bits=bits)
-            port_for(main.source, 0, main.kind).connect(block.inp)
+            ports.port(main.source, 0, main.kind).connect(block.inp)
             where = f"layer {i} ({layer.name!r})"
             labels[id(block.synapse)] = f"{where} synapse 0 ({type(block.synapse).__name__})"
             labels[id(block.neuron)] = f"{where} neuron (SoftResetIF)"
             for k, syn in enumerate(layer.synapses[1:], start=1):
-                bits = INPUT_MESSAGE_BITS if syn.source == INPUT_SOURCE else 0
-                if syn.kind is SynapseKind.CONV:
-                    synapse = Conv(input_shape=lava_shape(net.source_shape(syn.source)), num_message_bits=bits,
-                                   **conv_params(syn))
-                else:
-                    w, exp = dense_params(syn)
-                    synapse = Dense(weights=w, weight_exp=exp, num_weight_bits=8, num_message_bits=bits)
-                port_for(syn.source, i - syn.source - 1, syn.kind).connect(synapse.s_in)
+                synapse = _residual_synapse(net, syn)
+                ports.port(syn.source, i - syn.source - 1, syn.kind).connect(synapse.s_in)
                 synapse.a_out.connect(block.neuron.a_in)
                 labels[id(synapse)] = f"{where} synapse {k} ({type(synapse).__name__})"
-            outputs[i] = block.out
+            ports.outputs[i] = block.out
             neurons.append(block.neuron)
             blocks.append(block)
     return LavaGraph(source, neurons, blocks, out_edges, log_steps, timesteps, len(frames), labels)
