@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..conversion.overflow import input_extremes, layer_bounds
+from ..conversion.overflow import dense_shift, integer_extremes, layer_bounds
 from ..ir.formats import STATE_MAX, STATE_SHIFT, SynapseKind
 from ..ir.integer import IntLayer, IntNetwork, IntSynapse
 
@@ -79,15 +79,6 @@ class LayerProof:
         return self.state_bound > STATE_MAX
 
 
-def _shift(a: np.ndarray, exp: int) -> np.ndarray:
-    """Lava's dense exponent on an int64 array: ``<< e`` or ``>> −e`` (floors, like the hardware)."""
-    return a << exp if exp >= 0 else a >> -exp
-
-
-def _extremes(syn: IntSynapse, source_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    return tuple(np.round(a).astype(np.int64) for a in input_extremes(syn, source_shape))  # type: ignore[return-value]
-
-
 def _mergeable_key(syn: IntSynapse) -> tuple:
     return (syn.source, syn.kind, syn.weight.shape, syn.weight_exp, syn.stride, syn.padding, syn.dilation,
             syn.groups)
@@ -104,7 +95,7 @@ def synapse_groups(layer: IntLayer, source_shape) -> list[tuple[tuple[int, ...],
     alone: list[tuple[tuple[int, ...], bool]] = []
     order: list[tuple] = []
     for k, syn in enumerate(layer.synapses):
-        pos, neg = _extremes(syn, source_shape(syn.source))
+        pos, neg = integer_extremes(syn, source_shape(syn.source))
         wraps = syn.kind is SynapseKind.CONV and max(int(pos.max()), int(-neg.min())) > STATE_MAX
         if wraps or (syn.kind is SynapseKind.DENSE and syn.weight_exp < 0):
             key: tuple = ("alone", k)
@@ -138,12 +129,12 @@ def prove_layer(net: IntNetwork, index: int, timesteps: int, allow_float32: bool
         # the summed weight may leave the 8-bit format, so the group is described, not built as an IntSynapse
         merged = SimpleNamespace(source=first.source, kind=first.kind, weight=weight, stride=first.stride,
                                  padding=first.padding, dilation=first.dilation, groups=first.groups)
-        pos, neg = _extremes(merged, net.source_shape(first.source))
+        pos, neg = integer_extremes(merged, net.source_shape(first.source))
         abs_bound = int((pos - neg).max())
         # a wrapping accumulator exceeds 2²³, and wrapping it adds 2²³: float64
         syn_proofs.append(SynapseProof(indices, weight, abs_bound, wraps,
                                        allow_float32 and not wraps and abs_bound <= FLOAT32_EXACT))
-        pos, neg = (_shift(a, first.weight_exp).reshape(layer.shape) for a in (pos, neg))
+        pos, neg = (dense_shift(a, first.weight_exp).reshape(layer.shape) for a in (pos, neg))
         partial = partial + np.maximum(pos, -neg)
         i_max, i_min = i_max + (pos << STATE_SHIFT), i_min + (neg << STATE_SHIFT)
     bounds = layer_bounds(layer, index, net.source_shape, timesteps)

@@ -104,18 +104,25 @@ def layer_bounds(layer: IntLayer, index: int, source_shape: Callable[[int], tupl
     i_min = i_max.copy()
     acc = 0
     for syn in layer.synapses:
-        pos, neg = (np.round(a).astype(np.int64) for a in input_extremes(syn, source_shape(syn.source)))
+        pos, neg = integer_extremes(syn, source_shape(syn.source))
         if syn.kind is SynapseKind.CONV:  # Lava's Dense accumulates in int32 without wrapping
             acc = max(acc, int(np.max(pos)), int(-np.min(neg)))
-        i_max = i_max + (_shift(pos, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
-        i_min = i_min + (_shift(neg, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
+        i_max = i_max + (dense_shift(pos, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
+        i_min = i_min + (dense_shift(neg, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
     theta = layer.threshold_state
     state = int(membrane_bound(i_max, i_min, int(layer.v_init), theta, timesteps, layer.spiking))
     return OverflowBound(index, layer.name, state, acc)
 
 
-def _shift(a: np.ndarray, exp: int) -> np.ndarray:
+def dense_shift(a: np.ndarray, exp: int) -> np.ndarray:
+    """Lava's dense exponent on an int64 array: ``<< e`` or ``>> −e`` (floors, like the hardware)."""
     return a << exp if exp >= 0 else a >> -exp
+
+
+def integer_extremes(syn: SynapseLike, source_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``input_extremes`` as exact int64 arrays (the sums are integers for integer weights)."""
+    pos, neg = input_extremes(syn, source_shape)
+    return np.round(pos).astype(np.int64), np.round(neg).astype(np.int64)
 
 
 def prove_no_overflow(net: IntNetwork, timesteps: int | None = None) -> list[OverflowBound]:
