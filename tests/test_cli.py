@@ -172,7 +172,12 @@ def test_export_and_run_succeed(files: dict[str, Path], tmp_path: Path) -> None:
     assert f"accuracy {100 * doc['accuracy']:.2f} %" in res.stdout
 
 
-def test_run_verbose_and_export_state_the_float32_proof(files: dict[str, Path], tmp_path: Path) -> None:
+def test_run_verbose_and_export_state_the_float32_proof(files: dict[str, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from slipsnn.exporters import netx
+    reads: list[object] = []
+    real = netx.read_proven_netx
+    monkeypatch.setattr(netx, "read_proven_netx", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
     res = invoke(["export", files["pt"], "-o", tmp_path / "m.net", "--timesteps", "2"])
     assert res.exit_code == 0, res.output
     assert "fast backend, T ≤ 8: float32 proven exact (every partial sum ≤ 2^24) for 4 of 4 synapses and 4 of 4 " \
@@ -180,6 +185,7 @@ def test_run_verbose_and_export_state_the_float32_proof(files: dict[str, Path], 
     res = invoke(["run", files["net"], "--backend", "fast", "--limit", "4", "-v", "--device", "cpu", "--batch-size", "3"])
     assert res.exit_code == 0, res.output
     assert "synapses: Σ|W|·x_max (type)" in res.stdout and "T ≤ 2: float32 proven exact" in res.stdout
+    assert reads == [files["net"]], "run -v reads and proves the file once, for the proof table and the run"
 
 
 # ------------------------------------------------------------------------------------------ the real scripts

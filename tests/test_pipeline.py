@@ -39,10 +39,10 @@ def test_export_run_and_chain_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert doc["samples"] == 40 and len(doc["predictions"]) == 40
     assert np.array(doc["spikes_per_layer"]).shape == (40, len(net.layers))
     json.dumps(doc)
-    from slipsnn.toolchain import pipeline
+    from slipsnn.toolchain.pipeline import running
     calls: list[str] = []
-    real = pipeline.run_network
-    monkeypatch.setattr(pipeline, "run_network", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    real = running.run_network
+    monkeypatch.setattr(running, "run_network", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
     chain = accuracy_chain(tmp_path / "model.pt", path, (1, 3), backend="fast", limit=40)
     assert calls == ["fast"], "chain runs the integer simulator once"
     assert chain["int_snn"] == chain["fast"]

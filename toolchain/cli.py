@@ -196,27 +196,27 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
         verbose: bool, debug: bool) -> None:
     """Run an exported network and print its accuracy and throughput."""
     from .files import atomic_write_json
-    from .pipeline import run_file, verify_file
+    from .pipeline import run_exported, verify_file
+    from .show.exactness import exactness_summary, format_exactness
     from .show.runs import mismatch_summary
     _check_outputs([network], json=json_path)
-    if verbose and (backend == "fast" or verify):
-        from .backends.exactness import prove_exactness
-        from .pipeline import load_network
-        from .show.exactness import exactness_summary, format_exactness
-        net = load_network(network)
-        proofs = prove_exactness(net, timesteps or net.timesteps)
-        click.echo(format_exactness(proofs) + "\n" + exactness_summary(proofs, timesteps or net.timesteps))
     opts = dict(dataset=dataset, timesteps=timesteps, limit=limit, data_root=data_root, progress=True,
-                device=device if (backend == "fast" or verify) else None, batch_size=batch_size)
+                device=device if (backend == "fast" or verify) else None, batch_size=batch_size,
+                prove=verbose and (backend == "fast" or verify))
     if verify:
         v = verify_file(network, **opts)
-        results, doc = [v.lava, v.fast], {**v.lava.to_json(), "verify": {"fast": v.fast.to_json(),
-                                                                         "mismatches": v.mismatch.total}}
-    elif stock := _stock_run(network, backend, opts):
-        results, doc = [stock.run], {**stock.run.to_json(), "if_soft_agreement": stock.agreement}
+        proofs, results = v.proofs, [v.lava, v.fast]
+        doc = {**v.lava.to_json(), "verify": {"fast": v.fast.to_json(), "mismatches": v.mismatch.total}}
     else:
-        res = run_file(network, backend=backend, **opts)
-        results, doc = [res], res.to_json()
+        done = run_exported(network, backend=backend, **opts)
+        proofs, results, doc = done.proofs, [done.run], done.to_json()
+        if done.stock is not None and done.stock.twin is not None:
+            click.echo(f"stock netx vs the if_soft network of the same checkpoint: same class on "
+                       f"{100 * done.stock.agreement:.2f} % of {len(done.run.labels)} samples at "
+                       f"T={done.run.timesteps} (if_soft accuracy {100 * done.stock.twin.accuracy:.2f} %)")
+    if proofs is not None:
+        t = results[-1].timesteps
+        click.echo(format_exactness(list(proofs)) + "\n" + exactness_summary(list(proofs), t))
     for res in results:
         t = res.timing
         click.echo(f"{res.backend:>9}: accuracy {100 * res.accuracy:.2f} % on {len(res.labels)} samples at "
@@ -229,21 +229,6 @@ def run(network: Path, backend: str, dataset: str | None, timesteps: int | None,
         click.echo(mismatch_summary(v.mismatch))
         if v.mismatch.total:
             raise SystemExit(1)
-
-
-def _stock_run(network: Path, backend: str, opts: dict) -> Any:
-    """A stock netx file (``--neuron cuba``, slayer) runs through stock netx; prints its agreement with the
-    if_soft twin. None for a slipsnn if_soft file."""
-    from .pipeline import is_stock_file, run_stock_file
-    if not is_stock_file(network):
-        return None
-    stock_opts = {k: v for k, v in opts.items() if k not in ("progress", "device", "batch_size")}
-    stock = run_stock_file(network, backend=backend, **stock_opts)
-    if stock.twin is not None:
-        click.echo(f"stock netx vs the if_soft network of the same checkpoint: same class on "
-                   f"{100 * stock.agreement:.2f} % of {len(stock.run.labels)} samples at T={stock.run.timesteps} "
-                   f"(if_soft accuracy {100 * stock.twin.accuracy:.2f} %)")
-    return stock
 
 
 def _timesteps_list() -> Any:

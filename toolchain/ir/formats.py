@@ -6,6 +6,7 @@ numpy only; every other layer reads its limits from here.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Sequence
 
 import numpy as np
 
@@ -77,6 +78,18 @@ def check_timesteps(timesteps: int) -> int:
     if int(timesteps) != timesteps or not 1 <= int(timesteps) <= MAX_TIMESTEPS:
         raise SlipsnnError(f"timesteps={timesteps}: must be in [1, {MAX_TIMESTEPS}]")
     return int(timesteps)
+
+
+def check_timestep_list(timesteps: int | Sequence[int]) -> list[int]:
+    """One T or several (each as ``check_timesteps``) as a non-empty list of ``int``.
+
+    Raises:
+        SlipsnnError: an empty list or a T out of range.
+    """
+    ts = [timesteps] if isinstance(timesteps, (int, np.integer)) else list(timesteps)
+    if not ts:
+        raise SlipsnnError("timesteps: give at least one")
+    return [check_timesteps(t) for t in ts]
 
 
 def horizon_problem(timesteps: int, max_timesteps: int) -> str | None:
