@@ -209,6 +209,31 @@ def test_console_script_exit_codes(files: dict[str, Path], tmp_path: Path) -> No
     assert "slipsnn.toolchain.errors.FormatError" in debug.stderr and "bad.net" in debug.stderr
 
 
+@pytest.mark.slow
+def test_ctrl_c_of_a_console_script_ends_at_once_with_130(tmp_path: Path) -> None:
+    """SIGINT mid-training: one line, exit 130 within seconds (no interpreter teardown), no temporary file."""
+    import signal
+    import time
+    proc = subprocess.Popen([str(BIN / "slipsnn-train"), "--dataset", "digits", "--epochs", "200", "--width", "0.25",
+                             "--out", str(tmp_path), "--quiet", "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "resume.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)   # the first epoch is done once resume.pt exists: training is under way
+        assert proc.poll() is None and (tmp_path / "resume.pt").exists(), proc.communicate()[1][-2000:]
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - sent
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "Error: interrupted (Ctrl-C); exit status 130" and "Traceback" not in err
+    assert waited < 10, f"exit took {waited:.1f} s after SIGINT"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resume.pt"], "only whole files are left"
+
+
 def test_cli_choices_are_the_registries() -> None:
     """The CLI lists names by hand (so ``--help`` starts without torch); they must equal the registries."""
     from slipsnn.exporters.netx import _NEURON_WRITERS
