@@ -77,10 +77,10 @@ def test_help_of_every_command(command: str | None) -> None:
         assert all(name in res.output for name in cli.main.commands)
 
 
-@pytest.mark.parametrize("entry", [cli.train_main, cli.export_main, cli.run_main, cli.report_main])
-def test_help_of_the_standalone_entry_points(entry) -> None:
-    res = CliRunner().invoke(entry, ["--help"])
-    assert res.exit_code == 0 and "Usage: " in res.output
+@pytest.mark.parametrize("name", ["slipsnn", "slipsnn-train", "slipsnn-export", "slipsnn-run", "slipsnn-report"])
+def test_help_of_the_installed_console_scripts(name: str) -> None:
+    res = subprocess.run([str(BIN / name), "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith(f"Usage: {name} "), res.stderr[-2000:]
 
 
 # ------------------------------------------------------------------------------------------ usage errors: 2
