@@ -101,6 +101,10 @@ def test_methods_quick_writes_the_table_and_json(tmp_path: Path, capsys: pytest.
     again = methods.main(["--quick", "--out", str(tmp_path)])
     assert [m["runs"] for m in again["methods"]] == [m["runs"] for m in doc["methods"]]
     assert "seed 0: ANN" in capsys.readouterr().err
+    methods.main(["--quick", "--out", str(tmp_path), "--summary-only", "--markdown"])
+    md = capsys.readouterr().out
+    assert "| QCFS (a=0, δ₂=0.5) | 1 | " in md and "| slip a=0.5 | int | 1 | " in md and "[–; –]" in md
+    assert sum(line.startswith("|---") for line in md.splitlines()) == 3 and "Wall time per run" in md
     # killed after training, before results.json: the finished model.pt is evaluated, not retrained
     run_dir = tmp_path / "digits" / "qcfs_s0"
     stamp = (run_dir / "model.pt").stat().st_mtime_ns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -142,6 +143,18 @@ def test_report_of_a_slayer_file(tmp_path: Path) -> None:
     assert doc["writer"] == "other" and doc["samples"] == 6 and [s["timesteps"] for s in doc["steps"]] == [1, 3]
     assert doc["steps"][1]["layers"][1]["synops"] == c3[1].synops
     assert doc["steps"][1]["energy_pj"]["loihi2"] == e3["loihi2"].total_pj
+    # mapped like slipsnn's own networks: from the file's shapes, the step set by the most loaded core
+    from slipsnn.toolchain.costs.mapping import LayerSpec, SynapseSpec, map_cores
+    specs = [LayerSpec("0", (4, 8, 8), (SynapseSpec("conv", (1, 8, 8), (4, 1, 3, 3), 1, int(fan.sum())),)),
+             LayerSpec("2", (10,), (SynapseSpec("dense", (4, 8, 8), (10, 256), 1, 2560),))]
+    want = map_cores(specs, _profile("loihi2"))
+    assert [(m.cores, m.tile) for m in rep.cores["loihi2"].layers] == [(m.cores, m.tile) for m in want.layers]
+    assert doc["cores"]["loihi2"] == {"total": want.total_cores, "chips": 1,
+                                      "per_layer": dict(zip([L.name for L in info.layers], [m.cores for m in want.layers]))}
+    assert chip3["loihi2"].source == "most loaded core"
+    from slipsnn.toolchain.show.stock import format_stock_report
+    row = " ".join(str(m.cores) for m in want.layers)
+    assert re.search(rf"^loihi2 +{want.total_cores} +1 +{row} *$", format_stock_report(rep), re.M), format_stock_report(rep)
 
 
 def _profile(name: str):  # noqa: ANN202

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import SlipsnnError
 from ..ir.formats import SynapseKind
+from ..ir.geometry import SynapseLike
 from ..ir.floating import SpikingNetwork
 from ..ir.integer import IntNetwork
 from ..kernels.connectivity import synapse_fanout
@@ -241,20 +242,21 @@ class ChipTiming:
         return 1e6 / (self.timesteps * hi), 1e6 / (self.timesteps * lo)
 
 
+def synapse_spec(s: SynapseLike, src_shape: Sequence[int]) -> SynapseSpec:
+    """The mapping's view of one IR synapse (integer or float) from a population of ``src_shape``: its
+    stored synapses counted exactly, conv expanded."""
+    src = tuple(int(d) for d in src_shape)
+    kind = "conv" if s.kind is SynapseKind.CONV else "dense"
+    shape = tuple(s.weight.shape) if kind == "conv" else (int(s.weight.shape[0]), int(np.prod(src)))
+    return SynapseSpec(kind, src, shape, int(s.groups), int(synapse_fanout(s, src).sum()))
+
+
 def layer_specs(net: IntNetwork | SpikingNetwork) -> tuple[LayerSpec, ...]:
-    """The per-layer description of an ``IntNetwork`` or a (float) ``SpikingNetwork`` (stored synapses
-    counted exactly, conv expanded): a network is mapped before it is quantized."""
-    specs = []
-    for layer in net.layers:
-        syns = []
-        for s in layer.synapses:
-            src = net.source_shape(s.source)
-            stored = int(synapse_fanout(s, src).sum())
-            kind = "conv" if s.kind is SynapseKind.CONV else "dense"
-            shape = tuple(s.weight.shape) if kind == "conv" else (int(s.weight.shape[0]), int(np.prod(src)))
-            syns.append(SynapseSpec(kind, tuple(src), shape, int(s.groups), stored))
-        specs.append(LayerSpec(layer.name, tuple(layer.shape), tuple(syns)))
-    return tuple(specs)
+    """The per-layer description of an ``IntNetwork`` or a (float) ``SpikingNetwork``: a network is mapped
+    before it is quantized."""
+    return tuple(LayerSpec(layer.name, tuple(layer.shape),
+                           tuple(synapse_spec(s, net.source_shape(s.source)) for s in layer.synapses))
+                 for layer in net.layers)
 
 
 def _roundup(x: float, step: float) -> float:

@@ -3,7 +3,7 @@ unmodified lava-dl netx, and compare a slipsnn cuba file with its ``if_soft`` tw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -22,6 +22,8 @@ from .models import convert_checkpoint, quant_config
 
 if TYPE_CHECKING:
     from slipsnn.exporters.stock_netx import StockNetwork
+
+    from ..costs.mapping import CoreMap
 
 
 @dataclass(frozen=True)
@@ -112,17 +114,23 @@ class StockReport:
         writer: ``slipsnn`` or ``other`` (slayer, …).
         run: the stock netx run at T = max(timesteps).
         steps: per t: (accuracy, per-layer counts, {profile: energy}, {profile: timing}).
+        cores: per profile, the file's layers partitioned over cores and chips (``costs.mapping.map_cores``).
     """
 
     path: Path
     writer: str
     run: RunResult
     steps: tuple[tuple[int, float, tuple, dict, dict], ...]
+    cores: dict[str, "CoreMap"] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        """The ``--json`` document: per t, accuracy, per-layer counts, energy (pJ) and latency (µs) per profile."""
+        """The ``--json`` document: per t, accuracy, per-layer counts, energy (pJ) and latency (µs) per profile;
+        per profile the cores of each layer and the chips."""
         return {"file": str(self.path), "writer": self.writer, "backend": self.run.backend,
                 "samples": int(len(self.run.labels)),
+                "cores": {name: {"total": m.total_cores, "chips": m.chips,
+                                 "per_layer": {part.name: part.cores for part in m.layers}}
+                          for name, m in self.cores.items()},
                 "steps": [{"timesteps": t, "accuracy": acc,
                            "layers": [dict(name=c.name, neurons=c.neurons, spikes=c.spikes, firing_rate=c.firing_rate,
                                            synops=c.synops) for c in counts],
@@ -137,8 +145,10 @@ def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int 
     """Report a stock netx file (CUBA neurons, float weights; slayer's or slipsnn's cuba) from a stock netx run.
 
     Counts per sample come from the run (spikes of every block, synaptic events = source events × the
-    exact fan-out of the file's weights), energy from ``costs.energy.snn_energy``, latency from
-    ``costs.mapping.chip_timing`` (one chip). A file slipsnn did not write takes binary input: a spike
+    exact fan-out of the file's weights), the partition over cores and chips from the file's layer shapes
+    (``costs.mapping.map_cores``, as for slipsnn's own networks), latency from the most loaded core
+    (``step_estimate``, ``chip_timing``) and energy, static power over the chips in use, from
+    ``costs.energy.snn_energy``. A file slipsnn did not write takes binary input: a spike
     wherever the pixel is ≥ ``binary_threshold``, every step; its class is the output block's spike count.
 
     Raises:
@@ -146,7 +156,7 @@ def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int 
     """
     from ..costs.counts import LayerCounts
     from ..costs.energy import snn_energy
-    from ..costs.mapping import chip_timing
+    from ..costs.mapping import LayerSpec, chip_timing, map_cores, step_estimate, synapse_spec
     from ..kernels.connectivity import synapse_fanout, synapse_macs
     ts = check_timestep_list(timesteps)
     path = Path(net_path)
@@ -156,6 +166,9 @@ def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int 
     shapes = [info.input_shape] + [layer.shape for layer in info.layers]
     fanouts = [synapse_fanout(layer.synapse, shapes[i]) for i, layer in enumerate(info.layers)]
     macs = [synapse_macs(layer.synapse, shapes[i]) for i, layer in enumerate(info.layers)]
+    specs = [LayerSpec(layer.name, tuple(layer.shape), (synapse_spec(layer.synapse, shapes[i]),))
+             for i, layer in enumerate(info.layers)]
+    cores = {p.name: map_cores(specs, p) for p in profiles}
     sim, timing = _run_stock(path, info, x, max(ts), fanouts)
     run = RunResult("loihi_sim", max(ts), sim, labels.numpy().astype(np.int64), timing)
     steps = []
@@ -163,7 +176,7 @@ def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int 
         counts = tuple(LayerCounts(layer.name, int(np.prod(layer.shape)), t, float(sim.spikes[:, i, :t].sum(1).mean()),
                                    float(sim.synops[:, i, :t].sum(1).mean()), macs[i])
                        for i, layer in enumerate(info.layers))
-        chip = {p.name: chip_timing(p, t, len(info.layers)) for p in profiles}
-        energy = {p.name: snn_energy(counts, p, chip[p.name].latency_us, 1) for p in profiles}
+        chip = {p.name: chip_timing(p, t, len(info.layers), step_estimate(cores[p.name], counts, p)) for p in profiles}
+        energy = {p.name: snn_energy(counts, p, chip[p.name].latency_us, cores[p.name].chips) for p in profiles}
         steps.append((t, float(sim.accuracy(labels)[t - 1]), counts, energy, chip))
-    return StockReport(path, info.writer, run, tuple(steps))
+    return StockReport(path, info.writer, run, tuple(steps), cores)
