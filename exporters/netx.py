@@ -115,10 +115,12 @@ _NEURON_WRITERS: dict[str, Callable[[IntLayer], Neuron]] = {NetxNeuron.IF_SOFT.v
                                                             NetxNeuron.CUBA.value: _cuba_neuron}
 
 #: What each neuron kind's file can hold, as ``conversion.quantize.QuantConfig`` options: a stock netx CUBA layer
-#: has no dense weight exponent and a bias in weight units (netx fixes the bias exponent at 6).
+#: has no dense weight exponent and a bias in weight units (netx fixes the bias exponent at 6), and its membrane
+#: wraps at 24 bits where slipsnn's saturates (so no layer may rely on saturation).
 QUANT_LIMITS: dict[str, dict[str, object]] = {NetxNeuron.IF_SOFT.value: {},
                                               NetxNeuron.CUBA.value: {"dense_weight_exp": False,
-                                                                      "bias_exp": STATE_SHIFT}}
+                                                                      "bias_exp": STATE_SHIFT,
+                                                                      "saturating_membrane": False}}
 
 
 def _write_layer(g: h5py.Group, layer: IntLayer, neuron: str) -> None:

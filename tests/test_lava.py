@@ -243,6 +243,35 @@ def test_streamed_lava_equals_simulate_int(make, samples: int, chunk: int) -> No
 
 
 @pytest.mark.lava
+def test_a_saturating_first_layer_equals_simulate_int() -> None:
+    """A layer fed by the image alone whose membrane leaves 24 bits within T: Lava saturates it, the fast backend
+    runs it in float32 with the clamp (one step's proof), and both agree with the unbounded neuron's spikes."""
+    from slipsnn.toolchain.backends.exactness import prove_exactness
+    from slipsnn.toolchain.conversion.overflow import prove_no_overflow
+    big = IntLayer("big", (3,), (IntSynapse(-1, "dense", np.array([[254, 254], [-256, -256], [254, -256]])),),
+                   "IF_SOFT", 1000, np.zeros(3, np.int32), 0, 0, 1000.0)
+    out = IntLayer("o", (2,), (IntSynapse(0, "dense", np.array([[2, -2, 4], [-2, 2, 2]])),), "ACCUMULATE", 0,
+                   np.zeros(2, np.int32), 0, 0, 1.0)
+    net = IntNetwork((1, 1, 2), (big, out), timesteps=8, max_timesteps=8)
+    bound = prove_no_overflow(net)[0]
+    assert bound.saturates and bound.raw_state > 2 * STATE_MAX
+    first = prove_exactness(net, 8)[0]
+    assert first.float32 and first.saturates
+    pixels = torch.tensor([[255, 255], [255, 0], [0, 255], [128, 200], [0, 0]], dtype=torch.float32).reshape(5, 1, 1, 2)
+    ref = simulate_int(net, pixels, 8)
+    got, _ = run_lava(net, pixels, 8, chunk_samples=2)
+    assert_same_result(got, ref)
+    # the unbounded neuron (no saturation) spikes alike: neuron 0 fires every step on bright pixels, 1 never
+    drive = (pixels.reshape(5, 2).numpy().astype(np.int64) @ np.array([[254, -256, 254], [254, -256, -256]])) << 6
+    v, spikes = np.zeros((5, 3), np.int64), np.zeros((5, 3), np.int64)
+    for _ in range(8):
+        v = v + drive
+        s = (v >= 1000 * 64).astype(np.int64)
+        v, spikes = v - s * 1000 * 64, spikes + s
+    assert np.abs(v).max() > STATE_MAX and np.array_equal(spikes.sum(1), ref.spikes[:, 0, :].sum(1))
+
+
+@pytest.mark.lava
 def test_stock_lava_conv_model_equals_simulate_int() -> None:
     """The same comparison with Lava's own (slow) CPU Conv model instead of the vectorized one."""
     net = chain_net()

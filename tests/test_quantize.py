@@ -42,23 +42,70 @@ def test_two_layer_network_spikes_as_computed_by_hand() -> None:
     assert res.synops[0, 0].tolist() == [2, 2, 2] and res.synops[0, 1].tolist() == [1, 0, 2]
 
 
+def _big_layer(source: int, weight: np.ndarray) -> IntLayer:
+    return IntLayer("big", (1,), (IntSynapse(source, SynapseKind.DENSE, weight),), NeuronKind.IF_SOFT,
+                    threshold=1000, bias=np.array([0]), bias_exp=0, v_init=0, scale=1000.0)
+
+
+def _out_layer(source: int) -> IntLayer:
+    return IntLayer("o", (1,), (IntSynapse(source, SynapseKind.DENSE, np.array([[2]])),), NeuronKind.ACCUMULATE,
+                    threshold=0, bias=np.array([0]), bias_exp=0, v_init=0, scale=1.0)
+
+
 def test_overflow_proof_catches_a_constructed_overflowing_layer() -> None:
     ok = _two_layer()
     assert all(b.ok for b in prove_no_overflow(ok))
-    # weight 254 on 8-bit pixels: 254·255 = 64770 weight units per step, ×64 = 4.1e6 state units;
-    # threshold 131071 (×64 = 8.4e6) is only crossed every other step, so over 8 steps v climbs past 2²³
-    big = IntLayer("big", (1,), (IntSynapse(INPUT_SOURCE, SynapseKind.DENSE, np.array([[254, 254]])),),
-                   NeuronKind.IF_SOFT, threshold=1000, bias=np.array([0]), bias_exp=0, v_init=0, scale=1000.0)
-    out = IntLayer("o", (1,), (IntSynapse(0, SynapseKind.DENSE, np.array([[2]])),), NeuronKind.ACCUMULATE,
-                   threshold=0, bias=np.array([0]), bias_exp=0, v_init=0, scale=1.0)
-    net = IntNetwork((1, 1, 2), (big, out), timesteps=1, max_timesteps=8)
-    with pytest.raises(QuantizationError, match=r"layer 0 \('big'\) can overflow its 24-bit membrane within 8 steps"):
+    # a layer fed by spikes of 256 neurons through weights 254: M = 256·254·64 = 4.16e6 state units per step;
+    # threshold 1000 (×64) is crossed at most once a step, so over 8 steps v can climb past 2²³
+    relay = IntLayer("relay", (256,), (IntSynapse(INPUT_SOURCE, SynapseKind.DENSE, np.full((256, 2), 2)),),
+                     NeuronKind.IF_SOFT, threshold=10, bias=np.zeros(256, np.int64), bias_exp=0, v_init=0, scale=10.0)
+    big = _big_layer(0, np.full((1, 256), 254))
+    net = IntNetwork((1, 1, 2), (relay, big, _out_layer(1)), timesteps=1, max_timesteps=8)
+    with pytest.raises(QuantizationError, match=r"layer 1 \('big'\) can overflow its 24-bit membrane within 8 steps"):
         prove_no_overflow(net)
-    # per step 2·64770·64 = 8.29e6 state units; threshold 64000; after t steps u ≤ θ + M + (t−1)(M − θ)
+    # after t steps u ≤ θ + M + (t−1)(M − θ)
+    m, theta = 256 * 254 * 64, 1000 * 64
+    assert layer_bounds(big, 1, net.source_shape, 1).state == max(0, theta) + m
+    assert layer_bounds(big, 1, net.source_shape, 8).state == theta + m + 7 * (m - theta)
+    assert layer_bounds(big, 1, net.source_shape, 2).ok and not layer_bounds(big, 1, net.source_shape, 3).ok
+
+
+def test_a_layer_fed_by_the_image_alone_is_bounded_over_one_step() -> None:
+    """Its drive is the same at every step, so the saturation cannot change a spike: one step's bound, any T —
+    unless the target wraps instead of saturating (stock CUBA)."""
+    # weight 254 on 8-bit pixels: 2·254·255·64 = 8.29e6 state units per step; threshold 64000
+    big = _big_layer(INPUT_SOURCE, np.array([[254, 254]]))
+    net = IntNetwork((1, 1, 2), (big, _out_layer(0)), timesteps=1, max_timesteps=8)
     m, theta = 2 * 254 * 255 * 64, 1000 * 64
-    assert layer_bounds(big, 0, net.source_shape, 1).state == max(0, theta) + m
-    assert layer_bounds(big, 0, net.source_shape, 8).state == theta + m + 7 * (m - theta)
-    assert layer_bounds(big, 0, net.source_shape, 1).ok and not layer_bounds(big, 0, net.source_shape, 2).ok
+    bound = prove_no_overflow(net)[0]
+    assert (bound.state, bound.raw_state) == (theta + m, theta + m + 7 * (m - theta))
+    assert bound.ok and bound.saturates and bound.raw_state > STATE_MAX
+    wraps = layer_bounds(big, 0, net.source_shape, 8, saturating=False)
+    assert wraps.state == bound.raw_state and not wraps.ok
+    # the claim itself, on the neuron step: saturated and unbounded membranes spike alike for every constant drive
+    from slipsnn.toolchain.ir.neurons import if_step
+    rng = np.random.default_rng(0)
+    drive = np.concatenate([rng.integers(-m, m, 4000), [0, theta - 1, theta, theta + 1, m, -m]]).astype(np.int64)
+    for v0 in (0, theta // 2, -theta // 2, theta - 1):
+        v_sat = v_raw = np.full(drive.shape, v0, np.int64)
+        peak = 0
+        for _ in range(64):
+            s_sat, v_sat = if_step(v_sat, drive, theta, True, clip=True)
+            s_raw, v_raw = if_step(v_raw, drive, theta, True, clip=False)
+            assert np.array_equal(s_sat, s_raw)
+            peak = max(peak, int(np.abs(v_raw).max()))
+        assert peak > 10 * STATE_MAX   # the unbounded membrane did leave the 24-bit range
+
+
+def test_the_first_layer_keeps_its_precision_at_long_horizons() -> None:
+    """The horizon no longer shrinks the first layer's scale (slipsnn's saturating neuron); the stock CUBA
+    export, whose membrane wraps, keeps the T-step bound."""
+    snn = lower(_small_model(0), (1, 6, 6))
+    short, long = (quantize(snn, QuantConfig(timesteps=1, max_timesteps=t)) for t in (1, 64))
+    assert long.layers[0].scale == short.layers[0].scale
+    cuba = [quantize(snn, QuantConfig(timesteps=1, max_timesteps=t, saturating_membrane=False)) for t in (1, 64)]
+    assert cuba[1].layers[0].scale < cuba[0].layers[0].scale
+    assert long.meta["quantization"][0]["limited_by"] != "membrane"
 
 
 def test_running_beyond_the_proven_horizon_is_refused() -> None:

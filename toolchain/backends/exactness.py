@@ -13,10 +13,12 @@ multiply-adds). The bounds are the overflow proof's (``conversion.overflow``): p
 * **Merging.** ``quantize`` splits a weight beyond 8 bits into parallel copies (same source and geometry).
   In integers ``Σ_k W_k ⊛ s = (Σ_k W_k) ⊛ s``; the merge is exact unless a copy's own 24-bit conv
   accumulator could wrap (Lava wraps each synapse) or a dense copy floors (``>> −e``), and then they stay apart.
-* **Membrane.** float32 when, over the run's T, the overflow proof keeps every pre-reset membrane within
-  ±(2²³ − 1) (so the saturation never acts), every partial sum of the layer's synapse currents within 2²⁴,
-  and the drive ``(a << 6) + bias`` within 2²⁴. Otherwise the layer runs in float64 with the saturation,
-  today's arithmetic (exact below 2⁵³).
+* **Membrane.** float32 when, over the run's T, the overflow proof keeps every pre-reset membrane that can
+  change a spike within ±(2²³ − 1), every partial sum of the layer's synapse currents within 2²⁴, and the drive
+  ``(a << 6) + bias`` within 2²⁴. For a constant-drive layer (fed by the image alone) that bound is one
+  step's: the saturation may then act (``saturates``, run with the clamp) but cannot change a spike
+  (``conversion.overflow``), and ``v + drive`` stays within 2²⁴ because both terms are within 2²³ − 1. Otherwise
+  the layer runs in float64 with the saturation, today's arithmetic (exact below 2⁵³).
 
 What cannot be proven falls back to float64 for that synapse or layer alone.
 """
@@ -61,9 +63,10 @@ class LayerProof:
     Attributes:
         layer, name: index and name.
         synapses: one proof per synapse group.
-        state_bound: worst-case |pre-reset membrane| (overflow proof, state units).
+        state_bound: worst-case |pre-reset membrane| that can change a spike (overflow proof, state units).
         drive_bound: worst-case |(a << 6) + bias| (state units).
-        float32: the membrane runs in float32 (and the saturation provably never acts).
+        float32: the membrane runs in float32 (exact, saturation included).
+        raw_state_bound: worst-case |pre-reset membrane| without saturation over T (≥ ``state_bound``).
     """
 
     layer: int
@@ -72,11 +75,12 @@ class LayerProof:
     state_bound: int
     drive_bound: int
     float32: bool
+    raw_state_bound: int = 0
 
     @property
     def saturates(self) -> bool:
-        """The 24-bit saturation may act (the overflow proof does not hold over T)."""
-        return self.state_bound > STATE_MAX
+        """The 24-bit saturation may act within T steps (the simulator then applies it)."""
+        return max(self.raw_state_bound, self.state_bound) > STATE_MAX
 
 
 def _mergeable_key(syn: IntSynapse) -> tuple:
@@ -141,7 +145,8 @@ def prove_layer(net: IntNetwork, index: int, timesteps: int, allow_float32: bool
     drive_bound = int(max(np.abs(i_max).max(), np.abs(i_min).max()))
     float32 = (allow_float32 and all(p.float32 for p in syn_proofs) and int(partial.max()) <= FLOAT32_EXACT
                and drive_bound <= FLOAT32_EXACT and bounds.state <= STATE_MAX)
-    return LayerProof(index, layer.name, tuple(syn_proofs), int(bounds.state), drive_bound, float32)
+    return LayerProof(index, layer.name, tuple(syn_proofs), int(bounds.state), drive_bound, float32,
+                      int(bounds.raw_state))
 
 
 def prove_exactness(net: IntNetwork, timesteps: int, allow_float32: bool = True) -> list[LayerProof]:

@@ -13,6 +13,15 @@ of a spiking layer obeys (θ = threshold << 6, M = max(I_max, 0), m = min(I_min,
 and the accumulating output layer obeys v₀ + t·m ≤ u(t) ≤ v₀ + t·M. Overflow is impossible for all
 t ≤ T when both bounds stay within ±(2²³ − 1); the conv accumulator must stay within ±(2²³ − 1) too
 (Lava wraps it to 24 bits, and its float32 convolution is only exact below 2²⁴).
+
+**Constant drive.** A spiking layer whose every synapse reads the input image (the first layer) gets the same
+input I at every step of a sample, since the image is fed unchanged. The membrane saturates at ±(2²³ − 1)
+(docs/format.md), and for a constant I saturation never changes a spike: with I ≥ θ the neuron fires at every
+step once it has fired (after a spike v = u − θ ≥ 0, so the next u ≥ I ≥ θ, clipped or not: the ceiling
+2²³ − 1 ≥ θ); with I < 0 it never fires (u only falls, and v₀ < θ); with 0 ≤ I < θ the membrane stays below
+max(v₀, θ) + I and never saturates. So for such a layer the bound that matters is one step's, whatever T:
+``state`` is that bound, ``raw_state`` the T-step one (which says whether saturation may act). A target
+whose membrane wraps instead (stock CUBA) must use ``raw_state`` (``layer_bounds(..., saturating=False)``).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import torch
 from ..errors import QuantizationError
 from ..ir.geometry import SynapseLike
 from ..ir.formats import INPUT_SOURCE, STATE_MAX, STATE_SHIFT, SynapseKind
+from ..ir.floating import FloatLayer
 from ..ir.integer import IntLayer, IntNetwork
 from ..kernels.synapse import apply_synapse
 
@@ -38,14 +48,23 @@ class OverflowBound:
 
     Attributes:
         layer: layer index; name: its name.
-        state: max |u(t)| over every neuron, reachable input and t ≤ timesteps.
+        state: max |u(t)| that can change a spike or a logit, over every neuron, reachable input and
+            t ≤ timesteps (one step's bound for a constant drive on a saturating membrane, module docstring).
         accumulator: max |Σ W·x| of one synapse in one step.
+        raw_state: max |u(t)| without saturation over the same steps (≥ ``state``); beyond 2²³ − 1 the
+            saturation may act, harmlessly when ``state`` is within range.
     """
 
     layer: int
     name: str
     state: int
     accumulator: int
+    raw_state: int = 0
+
+    @property
+    def saturates(self) -> bool:
+        """The 24-bit saturation may act within the steps bounded (it then cannot change a spike when ``ok``)."""
+        return max(self.raw_state, self.state) > STATE_MAX
 
     @property
     def ok(self) -> bool:
@@ -73,13 +92,19 @@ def input_extremes(syn: SynapseLike, source_shape: tuple[int, ...]) -> tuple[np.
             apply_synapse(x, syn.kind, w.clamp(max=0), **geo)[0].numpy())
 
 
+def has_constant_drive(layer: "IntLayer | FloatLayer") -> bool:
+    """A spiking layer whose every synapse reads the input image: its drive is the same at every step of a sample."""
+    return layer.spiking and all(s.source == INPUT_SOURCE for s in layer.synapses)
+
+
 def membrane_bound(i_max: np.ndarray, i_min: np.ndarray, v0: float, theta: float, timesteps: int,
                    spiking: bool) -> float:
     """Worst-case |u(t)| for t ≤ ``timesteps`` given per-neuron input bounds (the recurrences above).
 
     Args:
         i_max, i_min: per-neuron bounds of one step's total input (same units as ``theta`` and ``v0``).
-        v0: initial membrane; theta: threshold (ignored when not ``spiking``); timesteps: T.
+        v0: initial membrane; theta: threshold (ignored when not ``spiking``); timesteps: T (1 gives the
+            bound that matters for a constant drive on a saturating membrane).
         spiking: IF_SOFT (True) or ACCUMULATE (False).
     """
     big_m, small_m, t = np.maximum(i_max, 0), np.minimum(i_min, 0), int(timesteps)
@@ -92,13 +117,15 @@ def membrane_bound(i_max: np.ndarray, i_min: np.ndarray, v0: float, theta: float
 
 
 def layer_bounds(layer: IntLayer, index: int, source_shape: Callable[[int], tuple[int, ...]],
-                 timesteps: int) -> OverflowBound:
+                 timesteps: int, saturating: bool = True) -> OverflowBound:
     """The worst-case bound of one layer over ``timesteps`` steps, in exact integers.
 
     Args:
         layer: the layer; index: its position (for messages).
         source_shape: maps a synapse source index to its shape (``IntNetwork.source_shape``).
         timesteps: horizon T.
+        saturating: the membrane saturates at 24 bits (slipsnn's neuron, the IR): a constant-drive layer is
+            bounded over one step. False for a target that wraps (stock CUBA).
     """
     i_max = layer.bias_state()
     i_min = i_max.copy()
@@ -110,8 +137,10 @@ def layer_bounds(layer: IntLayer, index: int, source_shape: Callable[[int], tupl
         i_max = i_max + (dense_shift(pos, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
         i_min = i_min + (dense_shift(neg, syn.weight_exp) << STATE_SHIFT).reshape(layer.shape)
     theta = layer.threshold_state
-    state = int(membrane_bound(i_max, i_min, int(layer.v_init), theta, timesteps, layer.spiking))
-    return OverflowBound(index, layer.name, state, acc)
+    raw = int(membrane_bound(i_max, i_min, int(layer.v_init), theta, timesteps, layer.spiking))
+    state = int(membrane_bound(i_max, i_min, int(layer.v_init), theta, 1, True)) \
+        if saturating and has_constant_drive(layer) else raw
+    return OverflowBound(index, layer.name, min(state, raw), acc, raw)
 
 
 def dense_shift(a: np.ndarray, exp: int) -> np.ndarray:

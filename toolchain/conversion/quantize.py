@@ -24,7 +24,7 @@ from ..errors import QuantizationError
 from ..ir.formats import (BIAS_EXP_MAX, BIAS_MAX, STATE_MAX, STATE_SHIFT, THRESHOLD_MAX,
                           WEIGHT_EXP_MAX, WEIGHT_EXP_MIN, NeuronKind, SynapseKind, horizon_problem)
 from ..ir.integer import IntLayer, IntNetwork, IntSynapse
-from .overflow import input_extremes, layer_bounds, membrane_bound
+from .overflow import has_constant_drive, input_extremes, layer_bounds, membrane_bound
 from ..ir.floating import FloatLayer, FloatSynapse, SpikingNetwork
 
 W8_MAX = 127     # stored weight = 2·w8, w8 ∈ [−128, 127]
@@ -45,12 +45,17 @@ class QuantConfig:
         dense_weight_exp: let dense synapses use a weight exponent ≠ 0 (stock netx files need False).
         bias_exp: one bias exponent for every layer (6 for stock netx, whose bias is in weight units);
             None picks per layer the finest exponent that fits the 13-bit mantissa.
+        saturating_membrane: the target's membrane saturates at 24 bits (slipsnn's neuron in Lava and the
+            simulators), so a layer fed by the image alone is bounded over one step whatever the horizon
+            (``conversion.overflow``: saturation cannot change its spikes) and keeps its precision at long
+            horizons. False for targets that wrap or do not saturate (stock CUBA, NIR).
     """
 
     timesteps: int = 4
     max_timesteps: int | None = None
     dense_weight_exp: bool = True
     bias_exp: int | None = None
+    saturating_membrane: bool = True
 
     def __post_init__(self) -> None:
         if self.max_timesteps is None:
@@ -84,7 +89,8 @@ class LayerQuantReport:
 
 
 def _float_bounds(layer: FloatLayer, net: SpikingNetwork, timesteps: int) -> tuple[float, float]:
-    """(worst-case |u| over ``timesteps``, worst conv accumulator) in normalized units (threshold 1)."""
+    """(worst-case |u| over ``timesteps``, worst conv accumulator) in normalized units (threshold 1); pass
+    ``timesteps=1`` for a constant-drive layer on a saturating membrane."""
     i_max = layer.bias_full()
     i_min, acc = i_max.copy(), 0.0
     for syn in layer.synapses:
@@ -101,7 +107,8 @@ def _choose_scale(layer: FloatLayer, net: SpikingNetwork, cfg: QuantConfig) -> t
     w_max = max(float(np.abs(s.weight).max()) / (1 if k == 0 else MAX_SPLIT) for k, s in enumerate(layer.synapses))
     b_max = float(np.abs(layer.bias).max()) if np.size(layer.bias) else 0.0
     headroom = 0.98  # rounding of weights/bias/v_init can push the exact integer bound up slightly
-    state, acc = _float_bounds(layer, net, cfg.max_timesteps)
+    one_step = cfg.saturating_membrane and has_constant_drive(layer)
+    state, acc = _float_bounds(layer, net, 1 if one_step else cfg.max_timesteps)
     # dense synapses keep their 8 bits at a larger scale through a weight exponent of up to +8
     dense_range = 2 ** WEIGHT_EXP_MAX if cfg.dense_weight_exp and all(
         s.kind is SynapseKind.DENSE for s in layer.synapses) else 1
@@ -170,7 +177,7 @@ def quantize_layer(layer: FloatLayer, index: int, net: SpikingNetwork,
             q, rep = _quantize_at(layer, scale, by, cfg)
         except QuantizationError as err:
             raise QuantizationError(f"layer {index} ({layer.name!r}): {err}") from None
-        bound = layer_bounds(q, index, net.source_shape, cfg.max_timesteps)
+        bound = layer_bounds(q, index, net.source_shape, cfg.max_timesteps, cfg.saturating_membrane)
         if bound.ok:
             return q, LayerQuantReport(**{**asdict(rep), "margin_bits": round(bound.margin_bits, 3)})
         by = "membrane" if bound.state > STATE_MAX else "accumulator"   # the exact proof set the scale

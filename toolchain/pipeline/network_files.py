@@ -34,7 +34,8 @@ def export_nir(source: str | Path, out: str | Path | None = None, *, variant: st
     """Write a checkpoint or an existing slipsnn .net as a NIR graph (``exporters.nir``).
 
     Args:
-        source: ``model.pt`` (quantized without a dense weight exponent, which NIR cannot floor) or a
+        source: ``model.pt`` (quantized without a dense weight exponent, which NIR cannot floor, and without
+            relying on the membrane's saturation, which NIR's IF lacks) or a
             slipsnn ``.net`` (its integers as they are).
         out: output path (default: ``model.nir`` beside ``source``).
         variant: ``portable`` (IF only, exact at T = 1) or ``exact`` (slipsnn at every T).
@@ -48,7 +49,8 @@ def export_nir(source: str | Path, out: str | Path | None = None, *, variant: st
     if source.suffix == ".net":
         net = load_network(source)
     else:
-        net = quantize(convert_checkpoint(source), QuantConfig(timesteps, max_timesteps, dense_weight_exp=False))
+        net = quantize(convert_checkpoint(source), QuantConfig(timesteps, max_timesteps, dense_weight_exp=False,
+                                                              saturating_membrane=False))
     path = Path(out) if out is not None else source.with_name("model.nir")
     return net, write_nir(net, path, variant)
 

@@ -24,11 +24,15 @@ def exactness_summary(proofs: Sequence[LayerProof], timesteps: int) -> str:
 def format_exactness(proofs: Sequence[LayerProof]) -> str:
     """A table per layer: each synapse group's bound Σ|W|·x_max and type, the drive and membrane bounds."""
     columns = [Column("#", 2), Column("layer", 20, "<", clip=True), Column("synapses: Σ|W|·x_max (type)", 44, "<"),
-               Column("drive bound", 11), Column("|v| bound", 10), Column("membrane", 8, "<")]
+               Column("drive bound", 11), Column("|v| bound", 10), Column("membrane", 11, "<")]
     rows = []
     for p in proofs:
         syns = ", ".join(f"{'+'.join(map(str, s.indices))}: {s.abs_bound}"
                          f" ({'f32' if s.float32 else 'f64, wraps' if s.wraps else 'f64'})" for s in p.synapses)
         rows.append([p.layer, p.name, syns, p.drive_bound, p.state_bound,
-                     "f32" if p.float32 else "f64, saturates" if p.saturates else "f64"])
-    return "\n".join(format_table(columns, rows)) + f"\n(float32 is exact for integers up to {FLOAT32_EXACT})"
+                     ("f32" if p.float32 else "f64") + (", clamps" if p.saturates else "")])
+    note = f"\n(float32 is exact for integers up to {FLOAT32_EXACT}"
+    if any(p.saturates and p.state_bound <= 2 ** 23 - 1 for p in proofs):
+        note += "; 'clamps': the 24-bit saturation may act on a layer fed by the image alone, which cannot change " \
+                "its spikes, so its |v| bound is one step's"
+    return "\n".join(format_table(columns, rows)) + note + ")"
