@@ -47,13 +47,13 @@ from throughput import describe_machine, machine_info  # noqa: E402  (sibling sc
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "methods"
 TIMESTEPS = (1, 2, 4, 8)
 DEFAULT_SEEDS = 3
-# Per data set: epochs, width, training images (0 = all 60000 / 1347) and test images (0 = all). Fashion-MNIST
-# at width 1 over all 54,000 images took ~9 min per epoch of one thread on the shared 2-core machine (load ~9),
-# so a run is cut to fit the 6-minute budget: width 0.5, the first 12,000 training images (10,800 train +
-# 1,200 validation), 5 epochs and the first 2,000 test images (200 per class ± a few) — wall times per run
-# are recorded in each results.json.
+# Per data set: epochs, width, training images (0 = all 60000 / 1347) and test images (0 = all). On the 2-core
+# machine at rest (load ≤ 1.2, 2026-12-02), width 0.5 trains 10,800 Fashion-MNIST images per epoch in ~6 s of one
+# thread and scores 2,000 test images (ANN, float SNN, integer SNN at 4 T) in ~9 s, so the whole set — 54,000
+# train + 6,000 validation, 10,000 test — fits the 6-minute budget at 5 epochs (~3 min a run). Width 1 costs
+# ~2.5× that; under load (~9) a run was measured 6–10× slower. Wall times per run are in each results.json.
 SETTINGS: dict[str, dict[str, Any]] = {
-    "fashion-mnist": dict(epochs=5, width=0.5, train_subset=12000, test_limit=2000),
+    "fashion-mnist": dict(epochs=5, width=0.5, train_subset=0, test_limit=0),
     "digits": dict(epochs=30, width=1.0, train_subset=0, test_limit=0),
 }
 # Small CNNs on a shared 2-core machine: one torch thread is fastest (two spinning OpenMP threads were
@@ -195,6 +195,13 @@ def paired(a_runs: list[dict], b_runs: list[dict], kind: str, t: int) -> dict[st
     return out
 
 
+def _comparison_rows(result: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(method label, ``float_snn``/``int_snn``, the paired comparison at each T) for every compared method."""
+    labels = {m["key"]: m["label"] for m in result["methods"]}
+    return [(labels[key], kind, [comp[kind][str(t)] for t in result["timesteps"]])
+            for key, comp in result["comparisons"].items() for kind in ("float_snn", "int_snn")]
+
+
 def _cell(s: dict[str, float]) -> str:
     return f"{100 * s['mean']:6.2f} ± {100 * s['std']:4.2f}"
 
@@ -222,17 +229,53 @@ def format_tables(result: dict[str, Any]) -> str:
         lines += ["", f"paired difference vs {BASELINE} (same seed), percentage points, mean ± std (n seeds); "
                       "* = paired t-test p < 0.05; [p] = paired t-test p"]
         lines.append(f"{'method':<{width}}{'':>6}" + "".join(f"{'T=' + str(t):>24}" for t in ts))
-        for key, comp in result["comparisons"].items():
-            label = next(m["label"] for m in result["methods"] if m["key"] == key)
-            for kind in ("float_snn", "int_snn"):
-                cells = []
-                for t in ts:
-                    c = comp[kind][str(t)]
-                    mark = "*" if c["significant"] else " "
-                    p = "  –  " if c["p_t"] is None else f"{c['p_t']:.3f}"
-                    cells.append(f"{100 * c['mean']:+6.2f} ± {100 * c['std']:4.2f}{mark}[{p}]")
-                lines.append(f"{label:<{width}}{kind.split('_')[0]:>6}" + "".join(f"{c:>24}" for c in cells))
+        for label, kind, per_t in _comparison_rows(result):
+            cells = []
+            for c in per_t:
+                mark = "*" if c["significant"] else " "
+                p = "  –  " if c["p_t"] is None else f"{c['p_t']:.3f}"
+                cells.append(f"{100 * c['mean']:+6.2f} ± {100 * c['std']:4.2f}{mark}[{p}]")
+            lines.append(f"{label:<{width}}{kind.split('_')[0]:>6}" + "".join(f"{c:>24}" for c in cells))
     return "\n".join(lines)
+
+
+def _pct(s: dict[str, float]) -> str:
+    return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}".replace("-", "−")
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    """The tables of ``format_tables`` as Markdown (for docs/benchmarks.md), with wall time per run and, in the
+    paired table, the t-test and Wilcoxon p-values; ``**`` marks a difference the t-test finds at 95 %."""
+    ts = result["timesteps"]
+    head = "| method | seeds | ANN | " + " | ".join(f"T={t}" for t in ts) + " |"
+    rule = "|---|---|---|" + "---|" * len(ts)
+    out = []
+    for kind, title in (("float_snn", "Float SNN"), ("int_snn", "Integer SNN (one export per T, proven for T steps)")):
+        out += [f"**{title}, top-1 % (mean ± std over seeds).**", "", head, rule]
+        for m in result["methods"]:
+            s = m.get("summary")
+            cells = [_pct(s["ann"]), *(_pct(s[kind][str(t)]) for t in ts)] if s else ["–"] * (len(ts) + 1)
+            out.append(f"| {m['label']} | {s['ann']['n'] if s else 0} | " + " | ".join(cells) + " |")
+        out.append("")
+    if result["comparisons"]:
+        out += [f"**Paired difference vs {BASELINE} (same seed), percentage points: mean ± std [paired t-test p; "
+                "Wilcoxon p].**", "", "| variant | sim | n | " + " | ".join(f"T={t}" for t in ts) + " |",
+                "|---|---|---|" + "---|" * len(ts)]
+        for label, kind, per_t in _comparison_rows(result):
+            cells = []
+            for c in per_t:
+                p_t = "–" if c["p_t"] is None else f"{c['p_t']:.3f}"
+                p_w = "–" if c["wilcoxon_p"] is None else f"{c['wilcoxon_p']:.2f}"
+                cell = f"{100 * c['mean']:+.2f} ± {100 * c['std']:.2f} [{p_t}; {p_w}]".replace("-", "−")
+                cells.append(f"**{cell}**" if c["significant"] else cell)
+            out.append(f"| {label} | {kind.split('_')[0]} | {per_t[0]['n']} | " + " | ".join(cells) + " |")
+        out.append("")
+    walls = [m["wall_s_per_run"] for m in result["methods"] if "wall_s_per_run" in m]
+    if walls:
+        out.append("Wall time per run (train + evaluate), s: " + ", ".join(
+            f"{m['label']} {m['wall_s_per_run']['mean']:.0f}" for m in result["methods"] if "wall_s_per_run" in m)
+            + ".")
+    return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -250,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--stop-after", type=int, default=None,
                     help="train at most N epochs in this call, then print what is done and exit (a slice)")
     ap.add_argument("--summary-only", action="store_true", help="train nothing; tabulate the runs done")
+    ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown (docs/benchmarks.md)")
     ap.add_argument("--quick", action="store_true",
                     help=f"digits, 1 seed, 2 epochs, width 0.5, methods {', '.join(QUICK_METHODS)}, {QUICK_LIMIT} "
                          "test images, in --out (overrides the options above)")
@@ -325,7 +369,7 @@ def _run(args: argparse.Namespace, methods: list[Method], setting: dict[str, Any
                                                           for t in TIMESTEPS} for kind in ("float_snn", "int_snn")}
     result["wall_s_this_call"] = time.perf_counter() - start
     result["finished"] = result["runs_done"] == result["runs_planned"]
-    print(format_tables(result))
+    print(format_markdown(result) if args.markdown else format_tables(result))
     atomic_write_json(folder / "summary.json", result)
     print(f"\nthis call {result['wall_s_this_call']:.0f} s; wrote {folder / 'summary.json'}")
     return result
