@@ -105,6 +105,14 @@ def test_methods_quick_writes_the_table_and_json(tmp_path: Path, capsys: pytest.
     md = capsys.readouterr().out
     assert "| QCFS (a=0, δ₂=0.5) | 1 | " in md and "| slip a=0.5 | int | 1 | " in md and "[–; –]" in md
     assert sum(line.startswith("|---") for line in md.splitlines()) == 3 and "Wall time per run" in md
+    # the T = 1 diagnosis of the same runs: prediction skew and layer-wise error
+    rows = _script("methods_t1").main(["--dataset", "digits", "--out", str(tmp_path), "--limit", "40"])
+    assert [r["run"] for r in rows] == ["qcfs_s0", "slip_a0.5_s0"]
+    for r in rows:
+        assert abs(sum(r["class_shares"]) - 1) < 1e-9 and r["class_share_min"] <= 0.1 <= r["class_share_max"]
+        assert _fraction(r["int_accuracy_t1"]) and len(r["layers"]) == 3
+    assert r["int_accuracy_t1"] == _run_t1(tmp_path / "digits" / "slip_a0.5_s0")
+    assert json.loads((tmp_path / "digits" / "t1_diagnosis.json").read_text())["runs"] == json.loads(json.dumps(rows))
     # killed after training, before results.json: the finished model.pt is evaluated, not retrained
     run_dir = tmp_path / "digits" / "qcfs_s0"
     stamp = (run_dir / "model.pt").stat().st_mtime_ns
@@ -114,6 +122,13 @@ def test_methods_quick_writes_the_table_and_json(tmp_path: Path, capsys: pytest.
     timing = ("train_s_this_call", "eval_s", "machine")
     assert {k: v for k, v in third["methods"][0]["runs"][0].items() if k not in timing} \
         == {k: v for k, v in doc["methods"][0]["runs"][0].items() if k not in timing}
+
+
+def _run_t1(run_dir: Path) -> float:
+    """The T = 1 integer accuracy of a run through the public path: export for T = 1, run on fast."""
+    from slipsnn.toolchain.pipeline import export_checkpoint, run_file
+    _, path = export_checkpoint(run_dir / "model.pt", run_dir / "t1.net", timesteps=1, max_timesteps=1)
+    return run_file(path, backend="fast").accuracy
 
 
 def test_paired_statistics_match_scipy() -> None:
