@@ -127,6 +127,29 @@ def test_batch_size_does_not_change_results(batch_size: int | None) -> None:
     assert_same_result(simulate_int(net, pixels, 6, batch_size=batch_size), ref.simulate_int(net, pixels, 6))
 
 
+def test_the_host_batch_keeps_a_cache_sized_working_set() -> None:
+    """On the CPU the automatic batch stays within HOST_BUDGET (measured fastest, docs/benchmarks.md §3): a
+    ResNet-20 at T = 8 runs in batches of a few samples, a small network in batches of hundreds."""
+    import torch
+    from slipsnn.toolchain.backends.simulator import HOST_BUDGET, _compile_int, auto_batch_size
+    from slipsnn.toolchain.kernels.device import free_memory_bytes
+    from slipsnn.toolchain.ann.models import ModelConfig, build_model
+    from slipsnn.toolchain.conversion.lower import lower
+    from slipsnn.toolchain.conversion.quantize import QuantConfig, quantize
+    from slipsnn.toolchain.ir.activation import preset_params
+    cfg = ModelConfig("resnet20", 10, (3, 32, 32), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    big = quantize(lower(build_model(cfg, preset_params("slip")).eval(), cfg.input_shape), QuantConfig(4, 8))
+    cpu = torch.device("cpu")
+    for net, t in ((big, 8), (big, 1), (hand_net(), 8)):
+        layers = _compile_int(net, prove_exactness(net, t), cpu)
+        per_sample = batch_bytes_per_sample(layers, t, net.input_shape)
+        n = auto_batch_size(layers, t, net.input_shape, cpu)
+        budget = min(HOST_BUDGET, free_memory_bytes(cpu) // 4)
+        assert n >= 1 and (n * per_sample <= budget or n == 1), (t, n, per_sample)
+        assert (n + 1) * per_sample > budget or n == 1024
+    assert auto_batch_size(_compile_int(big, prove_exactness(big, 8), cpu), 8, big.input_shape, cpu) < 16
+
+
 def test_bad_batch_size() -> None:
     net = hand_net()
     with pytest.raises(SlipsnnError, match="batch size 0"):

@@ -29,7 +29,7 @@ _as_script = False       # set by the console-script entries (``_script``): Ctrl
 def _device_options(fn: Any) -> Any:
     """``--device`` and ``--batch-size`` of the simulators (the fast backend, the float SNN)."""
     fn = click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                      help="Samples per simulated batch [default: from the device's free memory].")(fn)
+                      help="Samples per simulated batch [default: CPU a cache-sized working set, CUDA half its free memory].")(fn)
     return click.option("--device", default="auto", show_default=True,
                         help="Where the simulators run: cpu, cuda, cuda:N or auto (CUDA when available).")(fn)
 

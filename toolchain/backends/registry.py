@@ -61,7 +61,7 @@ def run_network(net: "IntNetwork", pixels: "torch.Tensor", labels: "torch.Tensor
         progress: show progress bars.
         device: where ``fast`` computes (``cpu``, ``cuda``, ``cuda:N``, ``auto``; default CPU); the Lava
             backends accept only None, ``cpu`` or ``auto``.
-        batch_size: samples per batch of ``fast`` (default: from free memory).
+        batch_size: samples per batch of ``fast`` (default: ``simulator.auto_batch_size``).
 
     Example:
         >>> res = run_network(net, pixels, labels, timesteps=4, backend="fast")   # doctest: +SKIP

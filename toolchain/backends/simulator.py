@@ -10,7 +10,7 @@ the neuron over T. The 8-bit image is the same at every step: the input current 
 Integer arithmetic runs in float32 where ``backends.exactness`` proves every intermediate value an integer
 below 2²⁴ (per synapse and per layer), in float64 elsewhere; inside ``kernels.device.exact_float_math`` both are
 exact, hence bit-identical on CPU and CUDA. Memory is bounded by the batch size (samples per batch), given or
-chosen from the device's free memory.
+chosen for the device (``auto_batch_size``: a cache-sized working set on the host, free memory on CUDA).
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ from .exactness import FLOAT32_EXACT, LayerProof, prove_exactness
 from .result import SimResult
 
 CONV_ACC_BITS = 24          # Lava's Conv wraps its accumulator to 24 signed bits (signed_clamp)
-HOST_BUDGET = 1 << 30       # bytes of working memory per batch on the host when the batch size is not given
+# Working memory per batch on the host when the batch size is not given. Measured (docs/benchmarks.md §3): one
+# thread runs fastest when a batch's working set stays near the caches' size, e.g. ResNet-20 at T = 8 2.4x
+# faster in batches of 8 samples (60 MB) than of 64 (480 MB); 64 MiB was best or within 10 % on every net.
+HOST_BUDGET = 64 << 20
 MAX_AUTO_BATCH = 1024
 
 
@@ -248,8 +251,8 @@ def batch_bytes_per_sample(layers: list[_Layer], timesteps: int, input_shape: tu
 
 def auto_batch_size(layers: list[_Layer], timesteps: int, input_shape: tuple[int, ...],
                     device: torch.device) -> int:
-    """Samples per batch that fit the device: half its free memory on CUDA; on the host at most 1 GiB and a
-    quarter of what is available."""
+    """Samples per batch for the device: half its free memory on CUDA; on the host a cache-sized working set
+    (``HOST_BUDGET``), and at most a quarter of the memory available."""
     free = free_memory_bytes(device)
     budget = free // 2 if device.type == "cuda" else min(HOST_BUDGET, free // 4)
     return int(max(1, min(MAX_AUTO_BATCH, budget // max(1, batch_bytes_per_sample(layers, timesteps, input_shape)))))
@@ -277,7 +280,7 @@ def simulate_float(net: SpikingNetwork, pixels: torch.Tensor, timesteps: int, ba
         net: the converted network (``conversion.lower.lower``).
         pixels: (N, C, H, W) 8-bit pixel values 0..255.
         timesteps: T ≥ 1.
-        batch_size: samples per vectorized batch (default: from the device's free memory).
+        batch_size: samples per vectorized batch (default: ``auto_batch_size``).
         record_counts: keep per-neuron spike counts (``SimResult.counts``).
         progress: show a tqdm bar over batches.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.

@@ -59,7 +59,7 @@ def snn_accuracies(model: nn.Module, model_cfg: ModelConfig, thetas: dict[str, f
         images: (N, C, H, W), float in [0, 1] with ``images·255`` integral, or uint8 pixels.
         labels: (N,) class labels.
         timesteps: the T values to report; one pass of ``max(timesteps)`` steps serves all.
-        batch_size: samples per simulated batch (default: from free memory).
+        batch_size: samples per simulated batch (default: ``simulator.auto_batch_size``).
         device: where the SNN is simulated (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
 
     Example:
