@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..conversion.overflow import dense_shift, integer_extremes, layer_bounds
+from ..conversion.overflow import OverflowBound, dense_shift, integer_extremes, layer_bounds
 from ..ir.formats import STATE_MAX, STATE_SHIFT, SynapseKind
 from ..ir.integer import IntLayer, IntNetwork, IntSynapse
 
@@ -63,24 +63,32 @@ class LayerProof:
     Attributes:
         layer, name: index and name.
         synapses: one proof per synapse group.
-        state_bound: worst-case |pre-reset membrane| that can change a spike (overflow proof, state units).
+        bound: the layer's overflow proof over T (``conversion.overflow.layer_bounds``).
         drive_bound: worst-case |(a << 6) + bias| (state units).
         float32: the membrane runs in float32 (exact, saturation included).
-        raw_state_bound: worst-case |pre-reset membrane| without saturation over T (≥ ``state_bound``).
     """
 
     layer: int
     name: str
     synapses: tuple[SynapseProof, ...]
-    state_bound: int
+    bound: OverflowBound
     drive_bound: int
     float32: bool
-    raw_state_bound: int = 0
+
+    @property
+    def state_bound(self) -> int:
+        """Worst-case |pre-reset membrane| that can change a spike (state units)."""
+        return self.bound.state
+
+    @property
+    def raw_state_bound(self) -> int:
+        """Worst-case |pre-reset membrane| without saturation over T (≥ ``state_bound``)."""
+        return self.bound.raw_state
 
     @property
     def saturates(self) -> bool:
         """The 24-bit saturation may act within T steps (the simulator then applies it)."""
-        return max(self.raw_state_bound, self.state_bound) > STATE_MAX
+        return self.bound.saturates
 
 
 def _mergeable_key(syn: IntSynapse) -> tuple:
@@ -145,8 +153,7 @@ def prove_layer(net: IntNetwork, index: int, timesteps: int, allow_float32: bool
     drive_bound = int(max(np.abs(i_max).max(), np.abs(i_min).max()))
     float32 = (allow_float32 and all(p.float32 for p in syn_proofs) and int(partial.max()) <= FLOAT32_EXACT
                and drive_bound <= FLOAT32_EXACT and bounds.state <= STATE_MAX)
-    return LayerProof(index, layer.name, tuple(syn_proofs), int(bounds.state), drive_bound, float32,
-                      int(bounds.raw_state))
+    return LayerProof(index, layer.name, tuple(syn_proofs), bounds, drive_bound, float32)
 
 
 def prove_exactness(net: IntNetwork, timesteps: int, allow_float32: bool = True) -> list[LayerProof]:

@@ -59,12 +59,12 @@ class OverflowBound:
     name: str
     state: int
     accumulator: int
-    raw_state: int = 0
+    raw_state: int
 
     @property
     def saturates(self) -> bool:
         """The 24-bit saturation may act within the steps bounded (it then cannot change a spike when ``ok``)."""
-        return max(self.raw_state, self.state) > STATE_MAX
+        return self.raw_state > STATE_MAX
 
     @property
     def ok(self) -> bool:

@@ -242,13 +242,14 @@ class ChipTiming:
         return 1e6 / (self.timesteps * hi), 1e6 / (self.timesteps * lo)
 
 
-def synapse_spec(s: SynapseLike, src_shape: Sequence[int]) -> SynapseSpec:
+def synapse_spec(s: SynapseLike, src_shape: Sequence[int], fanout: np.ndarray | None = None) -> SynapseSpec:
     """The mapping's view of one IR synapse (integer or float) from a population of ``src_shape``: its
-    stored synapses counted exactly, conv expanded."""
+    stored synapses counted exactly, conv expanded (from ``fanout``, its ``synapse_fanout``, when already known)."""
     src = tuple(int(d) for d in src_shape)
     kind = "conv" if s.kind is SynapseKind.CONV else "dense"
     shape = tuple(s.weight.shape) if kind == "conv" else (int(s.weight.shape[0]), int(np.prod(src)))
-    return SynapseSpec(kind, src, shape, int(s.groups), int(synapse_fanout(s, src).sum()))
+    stored = synapse_fanout(s, src) if fanout is None else fanout
+    return SynapseSpec(kind, src, shape, int(s.groups), int(stored.sum()))
 
 
 def layer_specs(net: IntNetwork | SpikingNetwork) -> tuple[LayerSpec, ...]:

@@ -166,7 +166,7 @@ def report_stock_file(net_path: str | Path, dataset: str | None, timesteps: int 
     shapes = [info.input_shape] + [layer.shape for layer in info.layers]
     fanouts = [synapse_fanout(layer.synapse, shapes[i]) for i, layer in enumerate(info.layers)]
     macs = [synapse_macs(layer.synapse, shapes[i]) for i, layer in enumerate(info.layers)]
-    specs = [LayerSpec(layer.name, tuple(layer.shape), (synapse_spec(layer.synapse, shapes[i]),))
+    specs = [LayerSpec(layer.name, tuple(layer.shape), (synapse_spec(layer.synapse, shapes[i], fanouts[i]),))
              for i, layer in enumerate(info.layers)]
     cores = {p.name: map_cores(specs, p) for p in profiles}
     sim, timing = _run_stock(path, info, x, max(ts), fanouts)

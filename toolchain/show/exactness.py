@@ -32,7 +32,7 @@ def format_exactness(proofs: Sequence[LayerProof]) -> str:
         rows.append([p.layer, p.name, syns, p.drive_bound, p.state_bound,
                      ("f32" if p.float32 else "f64") + (", clamps" if p.saturates else "")])
     note = f"\n(float32 is exact for integers up to {FLOAT32_EXACT}"
-    if any(p.saturates and p.state_bound <= 2 ** 23 - 1 for p in proofs):
+    if any(p.saturates and p.bound.ok for p in proofs):
         note += "; 'clamps': the 24-bit saturation may act on a layer fed by the image alone, which cannot change " \
                 "its spikes, so its |v| bound is one step's"
     return "\n".join(format_table(columns, rows)) + note + ")"
