@@ -29,16 +29,15 @@ from methods import DEFAULT_OUT, METHODS  # noqa: E402  (sibling script)
 from throughput import machine_info  # noqa: E402
 
 
-def diagnose(run_dir: Path, dataset: str, limit: int) -> dict[str, Any]:
-    """The T = 1 prediction skew of the integer SNN and the float SNN's per-layer error, of one run."""
+def diagnose(run_dir: Path, pixels: Any, labels: Any, limit: int) -> dict[str, Any]:
+    """The T = 1 prediction skew of the integer SNN and the float SNN's per-layer error, of one run on the test
+    split ``pixels`` (N, C, H, W, 0..255) and ``labels`` (N,)."""
     from slipsnn.toolchain.analysis.conversion import analyze_network
     from slipsnn.toolchain.backends.registry import run_network
     from slipsnn.toolchain.conversion.quantize import QuantConfig, quantize
-    from slipsnn.toolchain.data.loaders import load_pixels
     from slipsnn.toolchain.pipeline import load_converted
 
     snn = load_converted(run_dir / "model.pt")
-    pixels, labels = load_pixels(dataset, "test")
     run = run_network(quantize(snn, QuantConfig(1, 1)), pixels, labels, 1, "fast", device="cpu")
     shares = np.bincount(run.sim.predictions(), minlength=int(labels.max()) + 1) / len(labels)
     part = analyze_network(snn, pixels[:limit], labels[:limit], 1, (0.5,), source=str(run_dir), device="cpu")
@@ -55,8 +54,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--limit", type=int, default=2000, help="test images for the conversion error")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="methods.py's results folder")
     args = ap.parse_args(argv)
+    if args.limit < 1:
+        ap.error(f"--limit {args.limit}: must be ≥ 1 (test images for the conversion error)")
     import torch
     torch.set_num_threads(1)
+    from slipsnn.toolchain.data.loaders import load_pixels
     from slipsnn.toolchain.files import atomic_write_json
     folder = args.out / args.dataset
     order = {m.key: k for k, m in enumerate(METHODS)}
@@ -64,10 +66,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                   key=lambda d: (order.get(d.name.rsplit("_s", 1)[0], 99), d.name))
     if not runs:
         ap.error(f"no finished run in {folder}: run benchmarks/methods.py first")
+    pixels, labels = load_pixels(args.dataset, "test")   # once, for every run
     rows = []
     print(f"{'run':<18}{'int T=1 %':>10}{'class share max/min %':>23}   per layer: mean ± std of e (units of θ)")
     for d in runs:
-        r = diagnose(d, args.dataset, args.limit)
+        r = diagnose(d, pixels, labels, args.limit)
         rows.append(r)
         layers = "  ".join(f"{e['mean']:+.3f}±{e['std']:.3f}" for e in r["layers"])
         print(f"{r['run']:<18}{100 * r['int_accuracy_t1']:>10.2f}{100 * r['class_share_max']:>14.1f} / "

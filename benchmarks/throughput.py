@@ -3,6 +3,7 @@ streaming, as ratios from one run, on the digits CNN, ResNet-20 and ResNet-18 at
 
     python benchmarks/throughput.py                          # digits (trained here, 10 epochs), ResNet-20, ResNet-18
     python benchmarks/throughput.py --nets digits resnet20 --timesteps 4 --reference
+    python benchmarks/throughput.py --timesteps 8 --batch-sizes 1 2 4 8 16 32 64   # the fast backend by batch size
 
 The unit is the ANN: a backend's cost is its wall time over the ANN's on the same samples, divided by T
 ("ANN forwards per step"; the targets of issue 11: integer fast ≤ 1.5, float SNN ≤ 1.2). Each network's
@@ -125,12 +126,16 @@ def network(name: str, checkpoint: Path | None, samples: int, seed: int = 0):
 
 
 def measure_net(name: str, checkpoint: Path | None, samples: int, timesteps: Sequence[int], repeats: int,
-                lava: bool, reference: bool, naive: int = 0) -> dict[str, Any]:
-    """Every backend on one network and one sample set, for each T; rows with seconds and ratios."""
+                lava: bool, reference: bool, naive: int = 0, batch_sizes: Sequence[int] = ()) -> dict[str, Any]:
+    """Every backend on one network and one sample set, for each T; rows with seconds and ratios.
+
+    ``batch_sizes`` adds ``fast_cpu b=N`` rows (the CPU run in batches of N samples) and, per T, the working set
+    of one sample and the batch ``auto_batch_size`` picks."""
     import numpy as np
     import torch
     from slipsnn.toolchain.backends.exactness import prove_exactness
-    from slipsnn.toolchain.backends.simulator import simulate_float, simulate_int
+    from slipsnn.toolchain.backends.simulator import (_compile_int, auto_batch_size, batch_bytes_per_sample,
+                                                        simulate_float, simulate_int)
     from slipsnn.toolchain.show.exactness import exactness_summary
 
     model, snn, net, pixels, labels, what = network(name, checkpoint, samples)
@@ -153,9 +158,16 @@ def measure_net(name: str, checkpoint: Path | None, samples: int, timesteps: Seq
             fns["fast_cuda"] = lambda: simulate_int(net, pixels, t, device="cuda", proofs=proofs)
         if ref is not None:
             fns["reference"] = lambda: ref.simulate_int(net, pixels, t)
+        for size in batch_sizes:
+            fns[f"fast_cpu b={size}"] = lambda size=size: simulate_int(net, pixels, t, size, proofs=proofs)
+        if batch_sizes:
+            layers, cpu = _compile_int(net, proofs, torch.device("cpu")), torch.device("cpu")
+            checks[f"T={t} fast_cpu MB per sample, automatic batch"] = [
+                round(batch_bytes_per_sample(layers, t, net.input_shape) / 2 ** 20, 2),
+                auto_batch_size(layers, t, net.input_shape, cpu)]
         out, best = _interleaved(fns, repeats)
         fast = out["fast_cpu"]
-        for other in ("fast_cuda", "reference"):
+        for other in ("fast_cuda", "reference", *(f"fast_cpu b={size}" for size in batch_sizes)):
             if other in out:
                 checks[f"T={t} {other} bit-exact with fast_cpu"] = _same(out[other], fast)
         if lava and t == max(timesteps):
@@ -233,8 +245,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     help="add naive Lava (compile per sample, N samples, scaled) on digits at max T")
     ap.add_argument("--reference", action="store_true",
                     help="add the step-by-step simulator this one replaced (not on ResNet-18: minutes per call)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[], metavar="N",
+                    help="add the fast CPU run in batches of N samples (the automatic batch is the fast_cpu row)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output (written atomically)")
     args = ap.parse_args(argv)
+    if any(n < 1 for n in args.batch_sizes):
+        ap.error(f"--batch-sizes {args.batch_sizes}: each must be ≥ 1")
     import torch
     from slipsnn.toolchain.files import atomic_write_json
 
@@ -250,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for name in args.nets:
             nets.append(measure_net(name, ckpt, args.samples or DEFAULT_SAMPLES[name], args.timesteps, args.repeats,
                                     args.lava and name == "digits", args.reference and name != "resnet18",
-                                    args.naive if name == "digits" else 0))
+                                    args.naive if name == "digits" else 0, args.batch_sizes))
             print(f"[{name} done after {time.perf_counter() - start:.0f} s]", flush=True)
     result = {"benchmark": "throughput", "machine": machine,
               "load_average_after": machine_info().get("load_average_1_5_15min"),

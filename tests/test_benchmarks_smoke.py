@@ -140,3 +140,20 @@ def test_paired_statistics_match_scipy() -> None:
     ref = stats.ttest_rel([0.80, 0.83, 0.81], [0.78, 0.80, 0.80])
     assert c["n"] == 3 and abs(c["mean"] - 0.02) < 1e-12 and abs(c["p_t"] - ref.pvalue) < 1e-12
     assert c["significant"] is bool(ref.pvalue < 0.05) is False and c["wilcoxon_p"] == 0.25   # the smallest p with 3 seeds
+
+
+def test_throughput_rows_by_batch_size_are_bit_exact(tmp_path: Path) -> None:
+    """``throughput.py --batch-sizes``: a fast CPU row per batch size, each bit-exact with the automatic batch."""
+    throughput = _script("throughput")
+    threads = torch.get_num_threads()
+    try:
+        result = throughput.main(["--nets", "resnet20", "--samples", "3", "--timesteps", "2", "--repeats", "1",
+                                  "--batch-sizes", "1", "2", "--out", str(tmp_path / "t.json")])
+    finally:
+        torch.set_num_threads(threads)
+    (net,) = result["nets"]
+    assert {r["backend"] for r in net["rows"]} == {"ann", "float_snn", "fast_cpu", "fast_cpu b=1", "fast_cpu b=2"}
+    assert net["checks"]["T=2 fast_cpu b=1 bit-exact with fast_cpu"] is True
+    assert net["checks"]["T=2 fast_cpu b=2 bit-exact with fast_cpu"] is True
+    per_sample, automatic = net["checks"]["T=2 fast_cpu MB per sample, automatic batch"]
+    assert per_sample > 0 and automatic >= 1
