@@ -250,18 +250,23 @@ def evaluate_ann(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, b
     """
     if len(images) == 0:
         raise SlipsnnError("evaluate_ann needs at least one image")
-    device = next(model.parameters()).device
+    batches = ((images[i:i + batch_size], labels[i:i + batch_size]) for i in range(0, len(images), batch_size))
+    return _count_correct(model, batches, next(model.parameters()).device) / len(images)
+
+
+def _count_correct(model: nn.Module, batches: Iterable, device: torch.device) -> int:
+    """Number of ``(images, labels)`` samples over ``batches`` that ``model`` classifies right, in eval mode
+    (its train/eval mode is restored after); images as ``as_unit_float`` takes them."""
     was_training = model.training
     model.eval()
     correct = 0
     try:
-        for i in range(0, len(images), batch_size):
-            x = as_unit_float(images[i:i + batch_size].to(device, non_blocking=True))
-            y = labels[i:i + batch_size].to(device, non_blocking=True)
+        for x, y in batches:
+            x, y = as_unit_float(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             correct += int((model(x).argmax(1) == y).sum())
     finally:
         model.train(was_training)
-    return correct / len(images)
+    return correct
 
 
 def _num_workers(cfg: TrainConfig, device: torch.device) -> int:
@@ -366,16 +371,7 @@ def is_main_process() -> bool:
 def _correct(model: nn.Module, data: Dataset, indices: Sequence[int], batch_size: int,
              device: torch.device) -> int:
     """Number of samples of ``data[indices]`` that ``model`` (in eval mode) classifies right."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        for x, y in DataLoader(Subset(data, list(indices)), batch_size=batch_size, shuffle=False):
-            x, y = as_unit_float(x.to(device)), y.to(device)
-            correct += int((model(x).argmax(1) == y).sum())
-    finally:
-        model.train(was_training)
-    return correct
+    return _count_correct(model, DataLoader(Subset(data, list(indices)), batch_size=batch_size, shuffle=False), device)
 
 
 def evaluate_dataset(model: nn.Module, data: Dataset, batch_size: int = 512) -> float:
