@@ -7,15 +7,13 @@ shows the traceback.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from .backends.registry import BACKENDS
-from .errors import SlipsnnError
+from .errors import SlipsnnError, exit_with_error
 from .ir.activation import PRESETS
 from .ir.formats import ExportFormat, NetxNeuron, NirVariant
 
@@ -49,20 +47,11 @@ class SlipsnnCommand(click.Command):
                 raise
             raise click.ClickException(_one_line(err)) from None
         except KeyboardInterrupt:
-            if _as_script and not ctx.params.get("debug"):
-                _exit_interrupted()
+            if _as_script and not ctx.params.get("debug"):   # the stack has unwound: Lava stopped, temporaries removed
+                exit_with_error(f"interrupted (Ctrl-C); exit status {EXIT_INTERRUPTED}", EXIT_INTERRUPTED)
             raise
 
 
-def _exit_interrupted() -> None:
-    """Ctrl-C in a console script, once the stack has unwound (Lava stopped, temporary files removed): one
-    line and exit 130 at once, without the interpreter's teardown (5–9 s with torch and Lava loaded)."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.write(f"\nError: interrupted (Ctrl-C); exit status {EXIT_INTERRUPTED}\n")
-        sys.stderr.flush()
-    finally:
-        os._exit(EXIT_INTERRUPTED)
 
 
 def _one_line(err: BaseException) -> str:
@@ -374,7 +363,7 @@ main.add_command(analyze)
 
 def _script(command: click.Command) -> Callable[[], Any]:
     """The console-script entry of ``command`` (``pyproject.toml``): the command, with Ctrl-C ending the process
-    at once (``_exit_interrupted``). Python callers and click's test runner call the commands themselves and
+    at once (``errors.exit_with_error``). Python callers and click's test runner call the commands themselves and
     get click's ``Aborted!``."""
     def entry() -> Any:
         global _as_script

@@ -27,6 +27,8 @@ import threading
 import time
 from typing import Any, Iterator
 
+from ...errors import exit_with_error
+
 STOP_TIMEOUT_S = 20.0   # a graceful Lava stop of an idle runtime that takes longer is forced
 PR_SET_PDEATHSIG = 1    # linux/prctl.h
 
@@ -97,9 +99,8 @@ def defer_signals(*held: signal.Signals) -> Iterator[None]:
         if _armed and signum == signal.SIGINT and previous.get(signum) is signal.default_int_handler:
             # Ctrl-C while Lava forks, with Python's own handler: end now, as an uncaught KeyboardInterrupt
             # would; the kernel kills the children forked so far (waiting could take long on a loaded machine)
-            _say(f"interrupted by SIGINT while Lava started its processes; they end with slipsnn "
-                 f"(exit status {128 + signum})")
-            os._exit(128 + signum)
+            exit_with_error(f"interrupted by SIGINT while Lava started its processes; they end with slipsnn "
+                            f"(exit status {128 + signum})", 128 + signum)
         received.append(signum)
 
     for sig in held:
@@ -149,9 +150,8 @@ def exit_on_termination() -> Iterator[None]:
         received.append(time.monotonic())
         if _armed:   # Lava is forking: an exception raised here could be swallowed by fork's callbacks
             if previous.get(signum) == signal.SIG_DFL:   # end now: the kernel kills the children forked so far
-                _say(f"stopped by {signal.Signals(signum).name} while Lava started its processes; they end "
-                     f"with slipsnn (exit status {128 + signum})")
-                os._exit(128 + signum)
+                exit_with_error(f"stopped by {signal.Signals(signum).name} while Lava started its processes; they "
+                                f"end with slipsnn (exit status {128 + signum})", 128 + signum)
             _postponed.append(signum)
             return
         raise Terminated(signum)
@@ -169,20 +169,11 @@ def exit_on_termination() -> Iterator[None]:
         if callable(old):
             old(stop.signum, None)
             raise
-        _say(f"stopped by {signal.Signals(stop.signum).name}; the Lava run was shut down in "
-             f"{time.monotonic() - received[0]:.1f} s (exit status {stop.code})")
-        os._exit(int(stop.code))
+        exit_with_error(f"stopped by {signal.Signals(stop.signum).name}; the Lava run was shut down in "
+                        f"{time.monotonic() - received[0]:.1f} s (exit status {stop.code})", int(stop.code))
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def _say(message: str) -> None:
-    """One ``Error:`` line on stderr, flushed with stdout (the process ends right after)."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.flush()
-        sys.stderr.write(f"Error: {message}\n")
-        sys.stderr.flush()
 
 
 def alive(actor: Any) -> bool:
