@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -195,11 +194,11 @@ def _run_batch(layers: list[_Layer], x: torch.Tensor, timesteps: int, out_scale:
             a = cur if a is None else (a.add_(cur) if a.shape[0] >= cur.shape[0] else cur + a)
         drive = torch.add(layer.bias, a, alpha=layer.drive_scale)   # bias + scale·a, exact (see exactness)
         v = torch.full((n, *layer.shape), layer.v_init, dtype=layer.dtype, device=dev)
-        step_drive: Callable[[int], torch.Tensor] = (lambda t: drive[t]) if drive.shape[0] > 1 else (lambda t: drive[0])
+        drive = drive.expand(T, *drive.shape[1:])   # a drive computed once (the image's) is a view for every t
         if layer.spiking:
             out = torch.empty((T, n, *layer.shape), dtype=torch.float32, device=dev)
             for t in range(T):
-                v.add_(step_drive(t))
+                v.add_(drive[t])
                 if layer.saturate:
                     v.clamp_(-STATE_MAX, STATE_MAX)
                 torch.ge(v, layer.threshold, out=out[t])
@@ -211,7 +210,7 @@ def _run_batch(layers: list[_Layer], x: torch.Tensor, timesteps: int, out_scale:
         else:
             trace = torch.empty((T, n, *layer.shape), dtype=torch.float64, device=dev)
             for t in range(T):
-                v.add_(step_drive(t))
+                v.add_(drive[t])
                 if layer.saturate:
                     v.clamp_(-STATE_MAX, STATE_MAX)
                 trace[t] = v
